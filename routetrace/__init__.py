@@ -1,0 +1,95 @@
+"""routetrace: request tracing middleware for ASGI and WSGI services, with MLflow Tracing's API.
+
+>>> import routetrace
+>>> @routetrace.trace
+... def add(a, b):
+...     return a + b
+"""
+
+from routetrace.tracing.destination import Experiment, set_destination
+from routetrace.tracing.display import disable_notebook_display, enable_notebook_display
+from routetrace.tracing.fluent import (
+    TracedThreadPoolExecutor,
+    configure,
+    copy_context_to,
+    delete_traces,
+    disable,
+    enable,
+    enable_async_logging,
+    flush,
+    get_active_trace_id,
+    get_current_active_span,
+    get_export_stats,
+    get_last_active_trace_id,
+    get_trace,
+    get_tracking_uri,
+    is_enabled,
+    search_traces,
+    set_experiment,
+    set_tracking_uri,
+    start_span,
+    trace,
+    update_current_trace,
+)
+from routetrace.tracing.model import (
+    Span,
+    SpanEvent,
+    SpanStatus,
+    SpanStatusCode,
+    SpanType,
+    Trace,
+    TraceData,
+    TraceInfo,
+)
+from routetrace.tracing.runs import active_run, start_run
+from routetrace.tracing.settings import SettingsError
+from routetrace.tracing.span import LiveSpan
+from routetrace.tracing.spool import replay_spool
+from routetrace.tracing.tracer import get_tracer as _get_tracer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Experiment",
+    "LiveSpan",
+    "SettingsError",
+    "Span",
+    "SpanEvent",
+    "SpanStatus",
+    "SpanStatusCode",
+    "SpanType",
+    "Trace",
+    "TraceData",
+    "TraceInfo",
+    "TracedThreadPoolExecutor",
+    "__version__",
+    "active_run",
+    "configure",
+    "copy_context_to",
+    "delete_traces",
+    "disable",
+    "disable_notebook_display",
+    "enable",
+    "enable_async_logging",
+    "enable_notebook_display",
+    "flush",
+    "get_active_trace_id",
+    "get_current_active_span",
+    "get_export_stats",
+    "get_last_active_trace_id",
+    "get_trace",
+    "get_tracking_uri",
+    "is_enabled",
+    "replay_spool",
+    "search_traces",
+    "set_destination",
+    "set_experiment",
+    "set_tracking_uri",
+    "start_run",
+    "start_span",
+    "trace",
+    "update_current_trace",
+]
+
+# Read the environment now: a malformed variable fails at start-up, naming itself.
+_get_tracer()

@@ -1,0 +1,111 @@
+"""Where traces go. ``backend_for_uri`` maps a tracking URI to a backend instance.
+
+==============================  =============================================
+URI                             backend
+==============================  =============================================
+(unset), a path, ``file:...``   local store: a directory with a SQLite file
+``sqlite:///path/x.db``         local store in that SQLite file
+``http(s)://host:port``         MLflow tracking server (``routetrace[mlflow]``)
+``otlp+http(s)://host:port``    OpenTelemetry collector (``routetrace[otlp]``)
+``file:///path/traces.jsonl``   OTLP-JSON lines for log shippers (``routetrace[file]``)
+==============================  =============================================
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from routetrace.backends.base import Backend, BackendError, ExperimentInfo, UnsupportedOperation
+
+if TYPE_CHECKING:
+    from routetrace.tracing.settings import Settings
+
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "Backend",
+    "BackendError",
+    "ExperimentInfo",
+    "UnsupportedOperation",
+    "backend_for_uri",
+    "redact_uri",
+]
+
+DEFAULT_TRACKING_URI = "./mlruns"
+_SCHEMES = "a directory path, file:, sqlite:///, http(s)://, otlp+http(s)://"
+
+_cache: dict[tuple[str, int], Backend] = {}
+_lock = threading.Lock()
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with any ``user:password@`` removed, for messages and logs."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<unparseable uri>"
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return parts._replace(netloc=f"***@{host}").geturl()
+
+
+def backend_for_uri(uri: str | None, settings: Settings | None = None) -> Backend:
+    """The backend for ``uri`` (one instance per URI and process)."""
+    import os
+
+    key = (uri or DEFAULT_TRACKING_URI, os.getpid())
+    backend = _cache.get(key)
+    if backend is not None:
+        return backend
+    with _lock:
+        backend = _cache.get(key)
+        if backend is None:
+            backend = _cache[key] = _create(uri or DEFAULT_TRACKING_URI, settings)
+    return backend
+
+
+def _create(uri: str, settings: Settings | None) -> Backend:
+    if settings is None:
+        from routetrace.tracing.settings import load_settings
+
+        settings = load_settings()
+    parts = urlsplit(uri) if "://" in uri or uri.startswith("file:") else None
+    scheme = parts.scheme.lower() if parts else ""
+    if scheme in ("", "file") and not (scheme == "file" and uri.endswith((".jsonl", ".ndjson"))):
+        from routetrace.backends.local import LocalStore
+
+        return LocalStore.from_uri(uri)
+    if scheme == "sqlite":
+        from routetrace.backends.local import LocalStore
+
+        return LocalStore.from_uri(uri)
+    if scheme == "file":
+        from routetrace.backends.jsonl_file import JsonlFileBackend
+
+        return JsonlFileBackend.from_uri(uri, settings)
+    if scheme in ("http", "https"):
+        from routetrace.backends.mlflow_server import MlflowServerBackend
+
+        return MlflowServerBackend.from_uri(uri, settings)
+    if scheme in ("otlp+http", "otlp+https", "otlp"):
+        from routetrace.backends.otlp import OtlpBackend
+
+        return OtlpBackend.from_uri(uri, settings)
+    raise ValueError(
+        f"tracking URI {redact_uri(uri)!r} has an unknown scheme {scheme!r}; "
+        f"use {_SCHEMES}"
+    )
+
+
+def _clear_cache() -> None:
+    with _lock:
+        for backend in _cache.values():
+            try:
+                backend.close()
+            except Exception:
+                pass
+        _cache.clear()

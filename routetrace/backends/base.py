@@ -1,0 +1,117 @@
+"""The contract every backend keeps, so the export pipeline, the CLI and the viewer can use
+the local store, an MLflow server or an OTLP collector alike."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from routetrace.tracing.destination import Experiment
+from routetrace.tracing.model import Trace
+
+__all__ = ["Backend", "BackendError", "ExperimentInfo", "UnsupportedOperation"]
+
+
+class BackendError(Exception):
+    """A write or read failed.
+
+    ``retryable`` says whether trying again can help (a timeout, a 503) or not (a 400); the
+    export pipeline retries the former until the retry timeout and spools both.
+    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class UnsupportedOperation(BackendError):
+    """The backend cannot do this at all (e.g. searching an OTLP collector)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    experiment_id: str
+    name: str
+    creation_time: int | None = None
+    lifecycle_stage: str = "active"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "experiment_id": self.experiment_id,
+            "name": self.name,
+            "creation_time": self.creation_time,
+            "lifecycle_stage": self.lifecycle_stage,
+        }
+
+
+class Backend(abc.ABC):
+    #: A display form of the URI, never with credentials in it.
+    uri: str
+    #: How many export workers may write to it at once (SQLite: one writer is fastest).
+    max_concurrency: int = 1
+    #: Where batches that could not be written are kept for replay.
+    spool_dir: Path
+
+    @abc.abstractmethod
+    def resolve_experiment(self, experiment: Experiment, *, create: bool = True) -> ExperimentInfo:
+        """Find (and by default create) the experiment; implementations cache the answer."""
+
+    @abc.abstractmethod
+    def write_traces(self, experiment: ExperimentInfo, traces: list[Trace]) -> None:
+        """Write a batch of traces of one experiment; idempotent per trace id."""
+
+    def search_traces(
+        self,
+        *,
+        experiment_ids: list[str] | None = None,
+        filter_string: str | None = None,
+        run_id: str | None = None,
+        max_results: int = 100,
+        order_by: list[str] | None = None,
+        include_spans: bool = True,
+        offset: int = 0,
+    ) -> list[Trace]:
+        raise UnsupportedOperation(f"{self.uri} cannot be searched")
+
+    def get_trace(self, trace_id: str) -> Trace | None:
+        raise UnsupportedOperation(f"{self.uri} cannot be read back")
+
+    def delete_traces(
+        self,
+        *,
+        experiment_id: str,
+        max_timestamp_millis: int | None = None,
+        max_traces: int | None = None,
+        trace_ids: list[str] | None = None,
+    ) -> int:
+        raise UnsupportedOperation(f"{self.uri} does not support deleting traces")
+
+    def list_experiments(self) -> list[ExperimentInfo]:
+        raise UnsupportedOperation(f"{self.uri} cannot list experiments")
+
+    def create_run(self, experiment: ExperimentInfo, run_name: str | None) -> str:
+        import uuid
+
+        return uuid.uuid4().hex
+
+    def end_run(self, run_id: str, status: str) -> None:
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def after_fork(self) -> None:
+        """Drop connections inherited from the parent process."""
+        return
+
+    def close(self) -> None:
+        return None

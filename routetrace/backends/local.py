@@ -1,0 +1,523 @@
+"""The embedded local store: one directory, one SQLite database in WAL mode.
+
+Nothing to start. Several processes (gunicorn workers) may write at once: every write is one
+``BEGIN IMMEDIATE`` transaction per batch, and SQLite's busy timeout serialises them. Trace
+ids are primary keys, so writing a trace twice (a spool replayed after a crash) is harmless;
+two halves of one distributed trace (the same ``traceparent`` continued by two requests) are
+merged span by span.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from routetrace.backends import filters
+from routetrace.backends.base import Backend, BackendError, ExperimentInfo
+from routetrace.tracing.destination import Experiment
+from routetrace.tracing.model import (
+    Span,
+    Trace,
+    TraceData,
+    TraceInfo,
+    parse_trace_id,
+)
+
+__all__ = ["LocalStore"]
+
+DB_FILENAME = "routetrace.sqlite"
+_BUSY_TIMEOUT_MS = 30_000
+_CHUNK = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+    experiment_id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    creation_time INTEGER,
+    lifecycle_stage TEXT NOT NULL DEFAULT 'active'
+);
+INSERT OR IGNORE INTO experiments (experiment_id, name, creation_time) VALUES (0, 'Default', 0);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    experiment_id INTEGER NOT NULL,
+    name TEXT,
+    start_time INTEGER,
+    end_time INTEGER,
+    status TEXT
+);
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id TEXT PRIMARY KEY,
+    experiment_id INTEGER NOT NULL,
+    name TEXT,
+    request_time INTEGER NOT NULL,
+    execution_duration INTEGER,
+    state TEXT NOT NULL,
+    request_preview TEXT,
+    response_preview TEXT,
+    run_id TEXT,
+    span_count INTEGER NOT NULL DEFAULT 0,
+    spans TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traces_by_experiment_time ON traces (experiment_id, request_time);
+CREATE INDEX IF NOT EXISTS traces_by_run ON traces (run_id) WHERE run_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS trace_tags (
+    trace_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT,
+    PRIMARY KEY (trace_id, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trace_metadata (
+    trace_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT,
+    PRIMARY KEY (trace_id, key)
+) WITHOUT ROWID;
+"""
+
+_TRACE_COLUMNS = (
+    "t.trace_id, t.experiment_id, e.name, t.request_time, t.execution_duration, t.state, "
+    "t.request_preview, t.response_preview, t.run_id"
+)
+
+
+class LocalStore(Backend):
+    max_concurrency = 1
+
+    def __init__(self, db_path: str | os.PathLike[str], *, uri: str | None = None) -> None:
+        self.db_path = Path(db_path).expanduser().absolute()
+        self.uri = uri or str(self.db_path.parent)
+        if self.db_path.name == DB_FILENAME:
+            self.spool_dir = self.db_path.parent / "spool"
+        else:
+            self.spool_dir = self.db_path.with_suffix(".spool")
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self._experiments: dict[str, ExperimentInfo] = {}
+        self._initialised = False
+        self._init_lock = threading.Lock()
+
+    @classmethod
+    def from_uri(cls, uri: str) -> LocalStore:
+        """A directory path, ``file:/dir`` / ``file:///dir``, or ``sqlite:///path/db``."""
+        if uri.startswith("sqlite:"):
+            # SQLAlchemy's convention, as MLflow uses it: sqlite:///rel.db, sqlite:////abs.db
+            if not uri.startswith("sqlite:///"):
+                raise ValueError(
+                    f"tracking URI {uri!r}: write sqlite:///relative.db or sqlite:////abs/path.db"
+                )
+            path = unquote(uri[len("sqlite:///") :])
+            if not path or path == ":memory:":
+                raise ValueError(
+                    f"tracking URI {uri!r}: the local store needs a file, e.g. sqlite:///traces.db"
+                )
+            return cls(path, uri=uri)
+        if uri.startswith("file:"):
+            parts = urlsplit(uri)
+            if parts.netloc not in ("", "localhost"):
+                raise ValueError(f"tracking URI {uri!r}: file: URIs must point at this machine")
+            directory = unquote(parts.path)
+        else:
+            directory = uri
+        return cls(Path(directory) / DB_FILENAME, uri=uri)
+
+    # -- connections --------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        if os.getpid() != self._pid:
+            self.after_fork()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if not self._initialised:
+                self._initialise()
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.db_path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def _initialise(self) -> None:
+        with self._init_lock:
+            if self._initialised:
+                return
+            try:
+                conn = self._connect()
+                for attempt in range(50):
+                    try:
+                        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                            conn.execute("PRAGMA journal_mode = WAL")
+                        conn.execute("BEGIN IMMEDIATE")
+                        conn.executescript(_SCHEMA.replace("\n;", ";"))  # commits
+                        break
+                    except sqlite3.OperationalError as exc:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        if "locked" not in str(exc) or attempt == 49:
+                            raise
+                        time.sleep(0.05)
+                conn.close()
+            except (sqlite3.Error, OSError) as exc:
+                raise BackendError(f"cannot open the local store {self.db_path}: {exc}") from exc
+            self._initialised = True
+
+    def after_fork(self) -> None:
+        self._local = threading.local()
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- experiments and runs -------------------------------------------------------------
+    def resolve_experiment(self, experiment: Experiment, *, create: bool = True) -> ExperimentInfo:
+        cached = self._experiments.get(experiment.key)
+        if cached is not None:
+            return cached
+        conn = self._conn()
+        try:
+            if experiment.experiment_id is not None:
+                try:
+                    exp_id = int(experiment.experiment_id)
+                except ValueError:
+                    raise BackendError(
+                        f"experiment id {experiment.experiment_id!r} does not exist in {self.uri} "
+                        "(local store ids are integers)", retryable=False,
+                    ) from None
+                row = conn.execute(
+                    "SELECT experiment_id, name, creation_time, lifecycle_stage FROM experiments "
+                    "WHERE experiment_id = ?", (exp_id,),
+                ).fetchone()
+                if row is None:
+                    raise BackendError(
+                        f"experiment id {experiment.experiment_id!r} does not exist in {self.uri}",
+                        retryable=False,
+                    )
+            else:
+                row = self._experiment_by_name(conn, experiment.name or "")
+                if row is None:
+                    if not create:
+                        raise BackendError(
+                            f"no experiment named {experiment.name!r} in {self.uri}",
+                            retryable=False,
+                        )
+                    conn.execute(
+                        "INSERT OR IGNORE INTO experiments (name, creation_time) VALUES (?, ?)",
+                        (experiment.name, int(time.time() * 1000)),
+                    )
+                    row = self._experiment_by_name(conn, experiment.name or "")
+        except sqlite3.Error as exc:
+            raise BackendError(f"local store {self.db_path}: {exc}") from exc
+        info = ExperimentInfo(str(row[0]), row[1], row[2], row[3])
+        self._experiments[experiment.key] = info
+        return info
+
+    @staticmethod
+    def _experiment_by_name(conn: sqlite3.Connection, name: str) -> tuple | None:
+        return conn.execute(
+            "SELECT experiment_id, name, creation_time, lifecycle_stage FROM experiments "
+            "WHERE name = ?", (name,),
+        ).fetchone()
+
+    def list_experiments(self) -> list[ExperimentInfo]:
+        rows = self._conn().execute(
+            "SELECT experiment_id, name, creation_time, lifecycle_stage FROM experiments "
+            "ORDER BY experiment_id"
+        ).fetchall()
+        return [ExperimentInfo(str(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def experiment_summaries(self) -> list[dict[str, Any]]:
+        """Experiments with their trace counts, errors and last trace time (CLI, viewer)."""
+        rows = self._conn().execute(
+            "SELECT e.experiment_id, e.name, COUNT(t.trace_id), "
+            "SUM(CASE WHEN t.state = 'ERROR' THEN 1 ELSE 0 END), MAX(t.request_time) "
+            "FROM experiments e LEFT JOIN traces t ON t.experiment_id = e.experiment_id "
+            "GROUP BY e.experiment_id ORDER BY e.experiment_id"
+        ).fetchall()
+        return [
+            {
+                "experiment_id": str(r[0]), "name": r[1], "traces": r[2],
+                "errors": r[3] or 0, "last_request_time": r[4],
+            }
+            for r in rows
+        ]
+
+    def create_run(self, experiment: ExperimentInfo, run_name: str | None) -> str:
+        import uuid
+
+        run_id = uuid.uuid4().hex
+        self._conn().execute(
+            "INSERT INTO runs (run_id, experiment_id, name, start_time, status) "
+            "VALUES (?, ?, ?, ?, 'RUNNING')",
+            (run_id, int(experiment.experiment_id), run_name, int(time.time() * 1000)),
+        )
+        return run_id
+
+    def end_run(self, run_id: str, status: str) -> None:
+        self._conn().execute(
+            "UPDATE runs SET end_time = ?, status = ? WHERE run_id = ?",
+            (int(time.time() * 1000), status, run_id),
+        )
+
+    # -- writing ------------------------------------------------------------------------
+    def write_traces(self, experiment: ExperimentInfo, traces: list[Trace]) -> None:
+        if not traces:
+            return
+        conn = self._conn()
+        exp_id = int(experiment.experiment_id)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._write(conn, exp_id, traces)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise BackendError(f"local store {self.db_path}: {exc}") from exc
+
+    def _write(self, conn: sqlite3.Connection, exp_id: int, traces: list[Trace]) -> None:
+        by_id: dict[str, Trace] = {}
+        for trace in traces:
+            tid = trace.info.trace_id
+            by_id[tid] = _merge(by_id[tid], trace) if tid in by_id else trace
+        ids = list(by_id)
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(
+                f"SELECT trace_id FROM traces WHERE trace_id IN ({marks})", chunk
+            ).fetchall():
+                existing = self._load(conn, row[0])
+                if existing is not None:
+                    by_id[row[0]] = _merge(existing, by_id[row[0]])
+                    conn.execute("DELETE FROM traces WHERE trace_id = ?", (row[0],))
+        trace_rows = []
+        tag_rows = []
+        meta_rows = []
+        for tid, trace in by_id.items():
+            info = trace.info
+            spans = trace.data.spans
+            trace_rows.append(
+                (
+                    tid, exp_id, info.tags.get("mlflow.traceName"), info.request_time,
+                    info.execution_duration, str(info.state), info.request_preview,
+                    info.response_preview, info.trace_metadata.get("mlflow.sourceRun"),
+                    len(spans),
+                    json.dumps([s.to_dict() for s in spans], ensure_ascii=False,
+                               separators=(",", ":"), default=str),
+                )
+            )
+            tag_rows.extend((tid, k, v) for k, v in info.tags.items())
+            meta_rows.extend((tid, k, v) for k, v in info.trace_metadata.items())
+        conn.executemany(
+            "INSERT INTO traces (trace_id, experiment_id, name, request_time, execution_duration, "
+            "state, request_preview, response_preview, run_id, span_count, spans) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            trace_rows,
+        )
+        if tag_rows:
+            conn.executemany("INSERT OR REPLACE INTO trace_tags VALUES (?, ?, ?)", tag_rows)
+        if meta_rows:
+            conn.executemany("INSERT OR REPLACE INTO trace_metadata VALUES (?, ?, ?)", meta_rows)
+
+    # -- reading ------------------------------------------------------------------------
+    def _load(self, conn: sqlite3.Connection, trace_id: str) -> Trace | None:
+        row = conn.execute(
+            f"SELECT {_TRACE_COLUMNS}, t.spans FROM traces t "
+            "LEFT JOIN experiments e ON e.experiment_id = t.experiment_id WHERE t.trace_id = ?",
+            (trace_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return self._rows_to_traces(conn, [row], include_spans=True)[0]
+
+    def get_trace(self, trace_id: str) -> Trace | None:
+        try:
+            return self._load(self._conn(), parse_trace_id(trace_id))
+        except sqlite3.Error as exc:
+            raise BackendError(f"local store {self.db_path}: {exc}") from exc
+
+    def search_traces(
+        self,
+        *,
+        experiment_ids: list[str] | None = None,
+        filter_string: str | None = None,
+        run_id: str | None = None,
+        max_results: int = 100,
+        order_by: list[str] | None = None,
+        include_spans: bool = True,
+        offset: int = 0,
+    ) -> list[Trace]:
+        clauses = filters.parse_filter(filter_string)
+        where, params = filters.to_sql(clauses)
+        conditions = [where] if where else []
+        if experiment_ids:
+            ids = []
+            for e in experiment_ids:
+                try:
+                    ids.append(int(e))
+                except (TypeError, ValueError):
+                    raise ValueError(f"experiment id {e!r} is not an id of the local store")
+            conditions.append(f"t.experiment_id IN ({','.join('?' * len(ids))})")
+            params.extend(ids)
+        if run_id:
+            conditions.append("t.run_id = ?")
+            params.append(run_id)
+        if not isinstance(max_results, int) or max_results < 1:
+            raise ValueError(f"max_results must be a positive integer, not {max_results!r}")
+        order = filters.parse_order_by(order_by)
+        sql = (
+            f"SELECT {_TRACE_COLUMNS}{', t.spans' if include_spans else ''} FROM traces t "
+            "LEFT JOIN experiments e ON e.experiment_id = t.experiment_id"
+            + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+            + f" ORDER BY {order} LIMIT ? OFFSET ?"
+        )
+        params.extend([max_results, max(0, int(offset))])
+        conn = self._conn()
+        try:
+            rows = conn.execute(sql, params).fetchall()
+            return self._rows_to_traces(conn, rows, include_spans=include_spans)
+        except sqlite3.Error as exc:
+            raise BackendError(f"local store {self.db_path}: {exc}") from exc
+
+    def count_traces(self, *, experiment_ids: list[str] | None = None,
+                     filter_string: str | None = None) -> int:
+        where, params = filters.to_sql(filters.parse_filter(filter_string))
+        conditions = [where] if where else []
+        if experiment_ids:
+            conditions.append(f"t.experiment_id IN ({','.join('?' * len(experiment_ids))})")
+            params.extend(int(e) for e in experiment_ids)
+        sql = "SELECT COUNT(*) FROM traces t" + (
+            f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        )
+        return int(self._conn().execute(sql, params).fetchone()[0])
+
+    def _rows_to_traces(
+        self, conn: sqlite3.Connection, rows: list[tuple], *, include_spans: bool
+    ) -> list[Trace]:
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        tags: dict[str, dict[str, str]] = {i: {} for i in ids}
+        meta: dict[str, dict[str, str]] = {i: {} for i in ids}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for tid, k, v in conn.execute(
+                f"SELECT trace_id, key, value FROM trace_tags WHERE trace_id IN ({marks})", chunk
+            ):
+                tags[tid][k] = v
+            for tid, k, v in conn.execute(
+                f"SELECT trace_id, key, value FROM trace_metadata WHERE trace_id IN ({marks})",
+                chunk,
+            ):
+                meta[tid][k] = v
+        out = []
+        for r in rows:
+            info = TraceInfo(
+                trace_id=r[0], experiment_id=str(r[1]), experiment_name=r[2],
+                request_time=r[3], execution_duration=r[4], state=r[5],
+                request_preview=r[6], response_preview=r[7], tags=tags[r[0]],
+                trace_metadata=meta[r[0]],
+            )
+            spans = [Span.from_dict(d) for d in json.loads(r[9])] if include_spans else []
+            out.append(Trace(info, TraceData(spans)))
+        return out
+
+    # -- deleting -----------------------------------------------------------------------
+    def delete_traces(
+        self,
+        *,
+        experiment_id: str,
+        max_timestamp_millis: int | None = None,
+        max_traces: int | None = None,
+        trace_ids: list[str] | None = None,
+    ) -> int:
+        if trace_ids is not None and (max_timestamp_millis is not None or max_traces is not None):
+            raise ValueError("pass either trace_ids or max_timestamp_millis/max_traces, not both")
+        if trace_ids is None and max_timestamp_millis is None and max_traces is None:
+            raise ValueError(
+                "delete_traces needs trace_ids=, max_timestamp_millis= or max_traces= "
+                "(refusing to delete a whole experiment by accident)"
+            )
+        if max_traces is not None and (not isinstance(max_traces, int) or max_traces < 1):
+            raise ValueError(f"max_traces must be a positive integer, not {max_traces!r}")
+        exp = int(experiment_id)
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if trace_ids is not None:
+                    ids = [parse_trace_id(t) for t in trace_ids]
+                    marks = ",".join("?" * len(ids)) or "NULL"
+                    victims = [
+                        r[0] for r in conn.execute(
+                            f"SELECT trace_id FROM traces WHERE experiment_id = ? "
+                            f"AND trace_id IN ({marks})", [exp, *ids],
+                        )
+                    ]
+                else:
+                    sql = "SELECT trace_id FROM traces WHERE experiment_id = ?"
+                    params: list[Any] = [exp]
+                    if max_timestamp_millis is not None:
+                        sql += " AND request_time <= ?"
+                        params.append(int(max_timestamp_millis))
+                    sql += " ORDER BY request_time ASC"
+                    if max_traces is not None:
+                        sql += " LIMIT ?"
+                        params.append(max_traces)
+                    victims = [r[0] for r in conn.execute(sql, params)]
+                for start in range(0, len(victims), _CHUNK):
+                    chunk = victims[start : start + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    for table in ("traces", "trace_tags", "trace_metadata"):
+                        conn.execute(f"DELETE FROM {table} WHERE trace_id IN ({marks})", chunk)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise BackendError(f"local store {self.db_path}: {exc}") from exc
+        return len(victims)
+
+    def stats(self) -> dict[str, Any]:
+        conn = self._conn()
+        traces = conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
+        size = sum(
+            p.stat().st_size for p in self.db_path.parent.glob(self.db_path.name + "*")
+            if p.is_file()
+        )
+        return {"backend": "local", "path": str(self.db_path), "traces": traces, "bytes": size}
+
+
+def _merge(old: Trace, new: Trace) -> Trace:
+    """Two parts of one trace id (a continued distributed trace, or a replay): union of spans."""
+    spans = {s.span_id: s for s in old.data.spans}
+    for span in new.data.spans:
+        spans.setdefault(span.span_id, span)
+    merged_spans = sorted(spans.values(), key=lambda s: s.start_time_ns)
+    start = min(s.start_time_ns for s in merged_spans)
+    ends = [s.end_time_ns for s in merged_spans if s.end_time_ns is not None]
+    info = TraceInfo.from_dict(old.info.to_dict())
+    info.request_time = start // 1_000_000
+    if ends:
+        info.execution_duration = (max(ends) - start) // 1_000_000
+    if "ERROR" in (str(old.info.state), str(new.info.state)):
+        info.state = "ERROR"
+    info.tags = {**new.info.tags, **old.info.tags}
+    info.trace_metadata = {**new.info.trace_metadata, **old.info.trace_metadata}
+    return Trace(info, TraceData(merged_spans))

@@ -1,0 +1,520 @@
+"""The fluent API, named and shaped as MLflow Tracing's: ``@trace``, ``start_span``, ...
+
+Every function here is safe to call from application code: tracing problems are logged, never
+raised into the caller, and with tracing disabled each is a cheap no-op.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
+
+from routetrace.tracing import processors as processors_mod
+from routetrace.tracing.destination import Experiment
+from routetrace.tracing.model import SpanType, Trace, format_trace_id
+from routetrace.tracing.span import NO_OP_SPAN, LiveSpan, NoOpSpan
+from routetrace.tracing.tracer import get_tracer
+
+__all__ = [
+    "TracedThreadPoolExecutor",
+    "configure",
+    "copy_context_to",
+    "delete_traces",
+    "disable",
+    "enable",
+    "enable_async_logging",
+    "flush",
+    "get_active_trace_id",
+    "get_current_active_span",
+    "get_last_active_trace_id",
+    "get_trace",
+    "get_tracking_uri",
+    "search_traces",
+    "set_experiment",
+    "set_tracking_uri",
+    "start_span",
+    "trace",
+    "update_current_trace",
+]
+
+log = logging.getLogger("routetrace")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_attach = otel_context.attach
+_detach = otel_context.detach
+_set_span_in_context = otel_trace.set_span_in_context
+_get_current_span = otel_trace.get_current_span
+_last_trace_id: str | None = None
+
+
+def _record_error(span: LiveSpan, exc: BaseException) -> None:
+    try:
+        span.record_exception(exc)
+    except Exception:
+        log.debug("routetrace: could not record an exception", exc_info=True)
+
+
+def _end(span: LiveSpan) -> None:
+    global _last_trace_id
+    try:
+        if span.parent_span_id is None:
+            _last_trace_id = span.trace_id
+        span.end()
+    except Exception:
+        log.exception("routetrace: ending span %r failed", getattr(span, "name", "?"))
+
+
+# -- start_span ---------------------------------------------------------------------------
+class _SpanScope:
+    """``with start_span(...) as span``: the span is current inside, ended on exit."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: LiveSpan | NoOpSpan) -> None:
+        self._span = span
+        self._token: object | None = None
+
+    def __enter__(self) -> LiveSpan | NoOpSpan:
+        if self._span is not NO_OP_SPAN:
+            self._token = _attach(_set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        span = self._span
+        if span is NO_OP_SPAN:
+            return
+        if self._token is not None:
+            _detach(self._token)
+        if exc is not None and not isinstance(exc, GeneratorExit):
+            _record_error(span, exc)  # type: ignore[arg-type]
+        _end(span)  # type: ignore[arg-type]
+
+    async def __aenter__(self) -> LiveSpan | NoOpSpan:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+_NO_OP_SCOPE = _SpanScope(NO_OP_SPAN)
+
+
+def start_span(
+    name: str = "span",
+    span_type: str = SpanType.UNKNOWN,
+    attributes: Mapping[str, Any] | None = None,
+    trace_destination: Experiment | None = None,
+) -> _SpanScope:
+    """Open a span as a context manager; nested spans become its children.
+
+    >>> with routetrace.start_span("retrieve", span_type=SpanType.RETRIEVER) as span:
+    ...     span.set_inputs({"q": q}); span.set_outputs(docs)
+    """
+    tracer = get_tracer()
+    if not tracer.enabled:
+        return _NO_OP_SCOPE
+    try:
+        span = tracer.start_span(str(name), str(span_type), trace_destination=trace_destination)
+        if attributes and span is not NO_OP_SPAN:
+            span.set_attributes(attributes)
+    except Exception:
+        log.exception("routetrace: start_span(%r) failed; continuing untraced", name)
+        return _NO_OP_SCOPE
+    return _SpanScope(span)
+
+
+# -- @trace -------------------------------------------------------------------------------
+def _binder(func: Callable[..., Any]) -> Callable[[tuple, dict], dict[str, Any]]:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        signature = None
+
+    def bind(args: tuple, kwargs: dict) -> dict[str, Any]:
+        if signature is not None:
+            try:
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                inputs = dict(bound.arguments)
+                inputs.pop("self", None)
+                return inputs
+            except TypeError:
+                pass
+        return {"args": list(args), "kwargs": kwargs}
+
+    return bind
+
+
+def _begin(name: str, span_type: str, attributes: Mapping[str, Any] | None,
+           destination: Experiment | None, bind: Callable, args: tuple,
+           kwargs: dict) -> LiveSpan | None:
+    tracer = get_tracer()
+    if not tracer.enabled:
+        return None
+    try:
+        span = tracer.start_span(name, span_type, trace_destination=destination)
+        if span is NO_OP_SPAN:
+            return None
+        span.set_inputs(bind(args, kwargs))
+        if attributes:
+            span.set_attributes(attributes)
+        return span  # type: ignore[return-value]
+    except Exception:
+        log.exception("routetrace: could not start a span for %s; running untraced", name)
+        return None
+
+
+@overload
+def trace(func: F) -> F: ...
+@overload
+def trace(
+    func: None = None, *, name: str | None = None, span_type: str = ...,
+    attributes: Mapping[str, Any] | None = None,
+    trace_destination: Experiment | None = None,
+    output_reducer: Callable[[list[Any]], Any] | None = None,
+) -> Callable[[F], F]: ...
+
+
+def trace(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    span_type: str = SpanType.UNKNOWN,
+    attributes: Mapping[str, Any] | None = None,
+    trace_destination: Experiment | None = None,
+    output_reducer: Callable[[list[Any]], Any] | None = None,
+) -> Any:
+    """Trace a function: a span per call, inputs from the bound arguments, outputs from the
+    return value. Works on functions, coroutines, generators and async generators (a
+    generator's span covers its whole iteration; its outputs are the yielded items, or
+    ``output_reducer(items)``). Exceptions mark the span ERROR and propagate unchanged.
+    """
+    if func is None:
+        return functools.partial(
+            trace, name=name, span_type=span_type, attributes=attributes,
+            trace_destination=trace_destination, output_reducer=output_reducer,
+        )
+    span_name = name or getattr(func, "__name__", "span")
+    kind = str(span_type)
+    bind = _binder(func)
+    reduce_outputs = output_reducer or (lambda items: items)
+
+    if inspect.isasyncgenfunction(func):
+
+        @functools.wraps(func)
+        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs)
+            if span is None:
+                async for item in func(*args, **kwargs):
+                    yield item
+                return
+            items: list[Any] = []
+            agen = func(*args, **kwargs)
+            send: Any = agen.asend
+            arg: Any = None
+            try:
+                while True:
+                    token = _attach(_set_span_in_context(span))
+                    try:
+                        value = await send(arg)
+                    except StopAsyncIteration:
+                        span.set_outputs(reduce_outputs(items))
+                        _end(span)
+                        return
+                    finally:
+                        _detach(token)
+                    items.append(value)
+                    try:
+                        arg = yield value
+                        send = agen.asend
+                    except GeneratorExit:
+                        await agen.aclose()
+                        span.set_outputs(reduce_outputs(items))
+                        _end(span)
+                        raise
+                    except BaseException as exc:  # thrown in by the consumer
+                        send, arg = agen.athrow, exc
+            except BaseException as exc:
+                if not span.is_ended:
+                    _record_error(span, exc)
+                    _end(span)
+                raise
+
+        return async_gen_wrapper
+
+    if inspect.isgeneratorfunction(func):
+
+        @functools.wraps(func)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs)
+            if span is None:
+                return (yield from func(*args, **kwargs))
+            items: list[Any] = []
+            gen = func(*args, **kwargs)
+            send: Any = gen.send
+            arg: Any = None
+            try:
+                while True:
+                    token = _attach(_set_span_in_context(span))
+                    try:
+                        value = send(arg)
+                    except StopIteration as stop:
+                        span.set_outputs(reduce_outputs(items))
+                        _end(span)
+                        return stop.value
+                    finally:
+                        _detach(token)
+                    items.append(value)
+                    try:
+                        arg = yield value
+                        send = gen.send
+                    except GeneratorExit:
+                        gen.close()
+                        span.set_outputs(reduce_outputs(items))
+                        _end(span)
+                        raise
+                    except BaseException as exc:
+                        send, arg = gen.throw, exc
+            except BaseException as exc:
+                if not span.is_ended:
+                    _record_error(span, exc)
+                    _end(span)
+                raise
+
+        return gen_wrapper
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs)
+            if span is None:
+                return await func(*args, **kwargs)
+            token = _attach(_set_span_in_context(span))
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException as exc:
+                _detach(token)
+                _record_error(span, exc)
+                _end(span)
+                raise
+            _detach(token)
+            span.set_outputs(result)
+            _end(span)
+            return result
+
+        return async_wrapper
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs)
+        if span is None:
+            return func(*args, **kwargs)
+        token = _attach(_set_span_in_context(span))
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            _detach(token)
+            _record_error(span, exc)
+            _end(span)
+            raise
+        _detach(token)
+        span.set_outputs(result)
+        _end(span)
+        return result
+
+    return wrapper
+
+
+# -- current trace ------------------------------------------------------------------------
+def get_current_active_span() -> LiveSpan | None:
+    """The span current in this context, or None."""
+    span = _get_current_span()
+    if span.__class__ is LiveSpan and not span.trace.finished:  # type: ignore[attr-defined]
+        return span  # type: ignore[return-value]
+    return None
+
+
+def get_active_trace_id() -> str | None:
+    """The ``tr-...`` id of the trace current in this context, or None."""
+    span = get_current_active_span()
+    return None if span is None else format_trace_id(span.trace.trace_id)
+
+
+def get_last_active_trace_id() -> str | None:
+    """The id of the last trace whose root span ended in this process (MLflow has it too)."""
+    return _last_trace_id
+
+
+def update_current_trace(
+    tags: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    request_preview: str | None = None,
+    response_preview: str | None = None,
+) -> None:
+    """Add tags/metadata, or set the previews, of the trace current in this context."""
+    span = get_current_active_span()
+    if span is None:
+        if get_tracer().enabled:
+            log.warning("routetrace: update_current_trace() called outside a trace; ignored")
+        return
+    live = span.trace
+    if tags:
+        live.set_tags(dict(tags))
+    if metadata:
+        live.set_metadata(dict(metadata))
+    if request_preview is not None:
+        live.request_preview = str(request_preview)
+    if response_preview is not None:
+        live.response_preview = str(response_preview)
+
+
+# -- threads ------------------------------------------------------------------------------
+def copy_context_to(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``fn`` to run in a copy of the current context (trace, destination, run).
+
+    >>> threading.Thread(target=routetrace.copy_context_to(work)).start()
+    """
+    ctx = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return ctx.copy().run(fn, *args, **kwargs)
+
+    return run
+
+
+class TracedThreadPoolExecutor(ThreadPoolExecutor):
+    """A ``ThreadPoolExecutor`` whose tasks join the submitting context's trace."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any):  # type: ignore[override]
+        ctx = contextvars.copy_context()
+        return super().submit(ctx.run, fn, *args, **kwargs)
+
+
+# -- configuration ------------------------------------------------------------------------
+def configure(span_processors: list[Callable[[Any], None]] | None = None) -> None:
+    """Set the span processors run on every span before export (``fn(span)``, in place)."""
+    if span_processors is not None:
+        get_tracer().processors = processors_mod.validate(span_processors)
+
+
+def enable() -> None:
+    get_tracer().enabled = True
+
+
+def disable() -> None:
+    """Turn tracing off for this process: every API becomes a no-op."""
+    get_tracer().enabled = False
+
+
+def is_enabled() -> bool:
+    return get_tracer().enabled
+
+
+def enable_async_logging(enabled: bool = True) -> None:
+    get_tracer().async_logging = bool(enabled)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Block until every finished trace is written (True) or ``timeout`` passes (False)."""
+    return get_tracer().flush(timeout)
+
+
+def set_tracking_uri(uri: str | None) -> None:
+    get_tracer().set_tracking_uri(uri)
+
+
+def get_tracking_uri() -> str:
+    from routetrace.backends import DEFAULT_TRACKING_URI
+
+    return get_tracer().tracking_uri or DEFAULT_TRACKING_URI
+
+
+def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None):
+    """Make this experiment the process-wide destination (created if missing); returns it."""
+    destination = (
+        Experiment(experiment_id=experiment_id) if experiment_id is not None
+        else Experiment(name=experiment_name)
+    )
+    tracer = get_tracer()
+    info = tracer.backend.resolve_experiment(destination)
+    tracer.global_destination = destination
+    return info
+
+
+def get_export_stats() -> dict[str, int]:
+    """Counts of queued, written, dropped, retried, spooled... traces in this process."""
+    return get_tracer().stats()
+
+
+# -- reading back -------------------------------------------------------------------------
+def _experiment_ids(experiment: Any, experiment_ids: list[str] | None) -> list[str] | None:
+    if experiment is None:
+        return experiment_ids
+    backend = get_tracer().backend
+    items = experiment if isinstance(experiment, (list, tuple)) else [experiment]
+    ids = list(experiment_ids or [])
+    for item in items:
+        dest = item if isinstance(item, Experiment) else Experiment(name=str(item))
+        try:
+            ids.append(backend.resolve_experiment(dest, create=False).experiment_id)
+        except Exception as exc:
+            if getattr(exc, "retryable", True):
+                raise
+    return ids
+
+
+def search_traces(
+    experiment: Any = None,
+    *,
+    experiment_ids: list[str] | None = None,
+    filter_string: str | None = None,
+    run_id: str | None = None,
+    max_results: int = 100,
+    order_by: list[str] | None = None,
+) -> list[Trace]:
+    """Traces from the current backend, newest first; ``experiment`` is a name, an
+    ``Experiment`` or a list of them. ``filter_string`` uses MLflow's syntax."""
+    ids = _experiment_ids(experiment, experiment_ids)
+    if ids is not None and not ids:
+        return []  # the named experiments do not exist
+    from routetrace.tracing.display import TraceList
+
+    return TraceList(get_tracer().backend.search_traces(
+        experiment_ids=ids, filter_string=filter_string, run_id=run_id,
+        max_results=max_results, order_by=order_by,
+    ))
+
+
+def get_trace(trace_id: str) -> Trace | None:
+    return get_tracer().backend.get_trace(trace_id)
+
+
+def delete_traces(
+    experiment: Any = None,
+    *,
+    experiment_id: str | None = None,
+    max_timestamp_millis: int | None = None,
+    max_traces: int | None = None,
+    trace_ids: list[str] | None = None,
+) -> int:
+    """Delete traces of one experiment; returns how many were deleted."""
+    ids = _experiment_ids(experiment, [experiment_id] if experiment_id else None)
+    if not ids:
+        if experiment is None and experiment_id is None:
+            raise ValueError("delete_traces needs experiment= or experiment_id=")
+        return 0
+    return get_tracer().backend.delete_traces(
+        experiment_id=ids[0], max_timestamp_millis=max_timestamp_millis,
+        max_traces=max_traces, trace_ids=trace_ids,
+    )

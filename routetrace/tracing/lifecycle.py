@@ -1,0 +1,97 @@
+"""Process lifecycle: flush at exit and on SIGTERM, start afresh after ``fork``.
+
+SIGTERM: routetrace installs its handler when tracing starts in the main thread and keeps the
+handler it found. When that was a Python handler (gunicorn's, the app's, uvicorn's), routetrace
+calls it and lets it decide how the server shuts down; the flush then happens at exit (atexit)
+or at ASGI lifespan shutdown. When it was the default (the process would just die),
+routetrace first ends open traces with ERROR, flushes within the grace period, then restores
+the default and re-sends the signal, so the process dies exactly as it would have.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+__all__ = ["install", "shutdown"]
+
+log = logging.getLogger("routetrace")
+
+_installed = False
+_previous_sigterm: Any = None
+_shutdown_done = False
+
+
+def install(install_signal_handler: bool) -> None:
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    atexit.register(_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+    if install_signal_handler:
+        install_sigterm_handler()
+
+
+def install_sigterm_handler() -> bool:
+    global _previous_sigterm
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is _on_sigterm:
+            return True
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or an exotic platform
+        return False
+    _previous_sigterm = current
+    return True
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    previous = _previous_sigterm
+    if callable(previous):
+        from routetrace.tracing.tracer import get_tracer
+
+        get_tracer().hurry()
+        previous(signum, frame)
+        return
+    if previous == signal.SIG_IGN:
+        return
+    shutdown(reason="SIGTERM")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def shutdown(reason: str = "exit") -> None:
+    global _shutdown_done
+    if _shutdown_done:
+        return
+    _shutdown_done = True
+    from routetrace.tracing.tracer import peek_tracer
+
+    tracer = peek_tracer()
+    if tracer is not None:
+        try:
+            tracer.shutdown(reason=reason)
+        except Exception:
+            log.exception("routetrace: shutdown failed")
+
+
+def _at_exit() -> None:
+    shutdown(reason="exit")
+
+
+def _after_fork_in_child() -> None:
+    global _shutdown_done
+    _shutdown_done = False
+    from routetrace.tracing.tracer import peek_tracer
+
+    tracer = peek_tracer()
+    if tracer is not None:
+        tracer.after_fork_in_child()

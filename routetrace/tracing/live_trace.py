@@ -1,0 +1,112 @@
+"""A trace while it runs: its spans, where it goes, and the one-time hand-off when it ends.
+
+Finishing is exactly-once: the root span ending, the timeout watchdog and the exit handler
+can race, and only the first of them hands the trace to the exporter.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from routetrace.tracing.model import SpanEvent
+
+if TYPE_CHECKING:
+    from routetrace.backends.base import Backend
+    from routetrace.tracing.destination import Experiment
+    from routetrace.tracing.span import LiveSpan
+
+__all__ = ["LiveTrace"]
+
+_finish_lock = threading.Lock()
+
+
+class LiveTrace:
+    __slots__ = (
+        "aborted",
+        "backend",
+        "deadline_ns",
+        "destination",
+        "finished",
+        "metadata",
+        "on_finish",
+        "remote_parent_span_id",
+        "request_preview",
+        "response_preview",
+        "root",
+        "run_id",
+        "seq",
+        "spans",
+        "tags",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        trace_id: int,
+        destination: Experiment,
+        backend: Backend,
+        on_finish: Callable[[LiveTrace], None],
+        run_id: str | None = None,
+        deadline_ns: int | None = None,
+    ) -> None:
+        self.trace_id = trace_id
+        self.destination = destination
+        self.backend = backend
+        self.on_finish = on_finish
+        self.run_id = run_id
+        self.deadline_ns = deadline_ns
+        self.root: LiveSpan | None = None
+        self.spans: list[LiveSpan] = []
+        self.finished = False
+        self.aborted: str | None = None
+        self.tags: dict[str, str] | None = None
+        self.metadata: dict[str, str] | None = None
+        self.request_preview: str | None = None
+        self.response_preview: str | None = None
+        self.remote_parent_span_id: int | None = None
+        self.seq = 0
+
+    def end_span(self, span: LiveSpan, end_time_ns: int) -> None:
+        if self.finished:
+            return
+        span.end_time_ns = end_time_ns
+        if span is self.root:
+            with _finish_lock:
+                if self.finished:
+                    return
+                self.finished = True
+            self.on_finish(self)
+
+    def abort(self, reason: str, message: str) -> bool:
+        """End every open span with ERROR and an event named ``reason``; hand the trace off.
+
+        Returns False when the trace had already finished (nothing to do).
+        """
+        with _finish_lock:
+            if self.finished:
+                return False
+            self.finished = True
+        self.aborted = reason
+        now = time.time_ns()
+        for span in list(self.spans):
+            if span.end_time_ns is None:
+                span.add_event(SpanEvent(reason, now, {"message": message}))
+                span.set_status("ERROR", message)
+                span.end_time_ns = now
+        self.on_finish(self)
+        return True
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        if self.tags is None:
+            self.tags = {}
+        for key, value in tags.items():
+            self.tags[str(key)] = str(value)
+
+    def set_metadata(self, metadata: dict[str, Any]) -> None:
+        if self.metadata is None:
+            self.metadata = {}
+        for key, value in metadata.items():
+            self.metadata[str(key)] = str(value)

@@ -1,0 +1,91 @@
+"""Turn arbitrary Python values into JSON without ever raising.
+
+Span inputs and outputs are whatever the application passes: pydantic models, dataclasses,
+bytes, sets, objects with a broken ``__repr__``. Tracing must record something useful for
+each of them and must never raise into the application, so every path ends in a string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+__all__ = ["dumps", "loads", "to_jsonable", "truncate"]
+
+_MAX_DEPTH = 20
+
+
+def _fallback(obj: Any) -> Any:
+    # pydantic v2 / v1
+    for method in ("model_dump", "dict"):
+        fn = getattr(obj, method, None)
+        if callable(fn) and not isinstance(obj, type):
+            try:
+                return fn()
+            except Exception:
+                break
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        try:
+            return dataclasses.asdict(obj)
+        except Exception:
+            pass
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).decode("utf-8", "replace")
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    try:
+        return str(obj)
+    except Exception:
+        return f"<unrepresentable {type(obj).__qualname__}>"
+
+
+def dumps(value: Any) -> str:
+    """JSON text for ``value``; never raises."""
+    try:
+        return json.dumps(value, default=_fallback, ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        pass
+    try:
+        return json.dumps(to_jsonable(value), ensure_ascii=False)
+    except Exception:
+        try:
+            return json.dumps(repr(value))
+        except Exception:
+            return json.dumps(f"<unrepresentable {type(value).__qualname__}>")
+
+
+def to_jsonable(value: Any, _depth: int = 0) -> Any:
+    """A structure of JSON types for ``value``, cutting cycles and deep nesting."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if _depth > _MAX_DEPTH:
+        return "<max depth>"
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v, _depth + 1) for k, v in list(value.items())}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v, _depth + 1) for v in list(value)]
+    converted = _fallback(value)
+    if converted is value or isinstance(converted, str):
+        return converted if isinstance(converted, str) else repr(converted)
+    return to_jsonable(converted, _depth + 1)
+
+
+def loads(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return text
+
+
+def truncate(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: max(0, limit - 3)] + "..."

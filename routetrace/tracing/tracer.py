@@ -1,0 +1,332 @@
+"""The process-wide tracing state and the span-start hot path.
+
+One ``Tracer`` per process holds the settings, the enabled flag, span processors, the global
+destination, the backend, the set of live traces (for the watchdog and exit), and the batch
+logger. Nothing here starts a thread until a trace actually needs one.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace as otel_trace
+
+from routetrace.tracing import lifecycle
+from routetrace.tracing.batch_logger import BatchLogger, _build, _Group, write_now
+from routetrace.tracing.destination import (
+    DEFAULT_EXPERIMENT,
+    Experiment,
+    _context_destination,
+)
+from routetrace.tracing.live_trace import LiveTrace
+from routetrace.tracing.processors import SpanProcessor
+from routetrace.tracing.runs import _active_run
+from routetrace.tracing.settings import Settings, load_settings
+from routetrace.tracing.span import NO_OP_SPAN, LiveSpan, NoOpSpan
+from routetrace.tracing.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from routetrace.backends.base import Backend
+
+__all__ = ["Tracer", "get_tracer", "peek_tracer", "reset"]
+
+log = logging.getLogger("routetrace")
+
+_getrandbits = random.getrandbits
+_time_ns = time.time_ns
+_get_current_span = otel_trace.get_current_span
+_tracer: Tracer | None = None
+_tracer_lock = threading.Lock()
+
+
+class _Current:
+    """Sentinel: take the parent from the current context."""
+
+
+CURRENT = _Current()
+
+
+class Tracer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.enabled = settings.tracing_enabled
+        self.async_logging = settings.async_logging
+        self.processors: tuple[SpanProcessor, ...] = ()
+        self.global_destination: Experiment | None = None
+        if settings.experiment_id:
+            self.default_destination = Experiment(experiment_id=settings.experiment_id)
+        elif settings.experiment_name:
+            self.default_destination = Experiment(name=settings.experiment_name)
+        else:
+            self.default_destination = DEFAULT_EXPERIMENT
+        self.tracking_uri = settings.tracking_uri
+        self.timeout_ns = (
+            int(settings.trace_timeout_seconds * 1e9) if settings.trace_timeout_seconds else None
+        )
+        self._backend: Backend | None = None
+        self.live: dict[int, LiveTrace] = {}
+        self._logger: BatchLogger | None = None
+        self._watchdog: Watchdog | None = None
+        self._warned_nonroot_destination = False
+        self._lock = threading.Lock()
+        self._activated = False
+
+    # -- components -------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        backend = self._backend
+        if backend is None:
+            from routetrace.backends import backend_for_uri
+
+            backend = self._backend = backend_for_uri(self.tracking_uri, self.settings)
+        return backend
+
+    def set_tracking_uri(self, uri: str | None) -> None:
+        from routetrace.backends import backend_for_uri
+
+        backend = backend_for_uri(uri, self.settings)  # validates; raises on a bad URI
+        self.tracking_uri = uri
+        self._backend = backend
+
+    @property
+    def logger(self) -> BatchLogger:
+        logger = self._logger
+        if logger is None:
+            with self._lock:
+                if self._logger is None:
+                    s = self.settings
+                    self._logger = BatchLogger(
+                        max_queue_size=s.max_queue_size,
+                        max_workers=s.max_workers,
+                        retry_timeout=s.retry_timeout_seconds,
+                        processors=lambda: self.processors,
+                    )
+                logger = self._logger
+        return logger
+
+    @property
+    def watchdog(self) -> Watchdog:
+        if self._watchdog is None:
+            with self._lock:
+                if self._watchdog is None:
+                    self._watchdog = Watchdog(
+                        self.settings.timeout_check_interval_seconds,
+                        lambda: list(self.live.values()),
+                    )
+        return self._watchdog
+
+    def spool_dir(self) -> Path:
+        from pathlib import Path
+
+        if self.settings.spool_dir:
+            return Path(self.settings.spool_dir)
+        return self.backend.spool_dir
+
+    def _activate(self) -> None:
+        """First trace of the process: exit hooks (threads start later, on demand)."""
+        with self._lock:
+            if self._activated:
+                return
+            self._activated = True
+        lifecycle.install(self.settings.install_signal_handlers)
+
+    # -- destinations -------------------------------------------------------------------
+    def resolve_destination(
+        self, trace_destination: Experiment | None = None, route_default: Experiment | None = None
+    ) -> Experiment:
+        return (
+            trace_destination
+            or _context_destination.get()
+            or self.global_destination
+            or route_default
+            or self.default_destination
+        )
+
+    # -- the hot path ---------------------------------------------------------------------
+    def start_span(
+        self,
+        name: str,
+        span_type: str = "UNKNOWN",
+        *,
+        parent: Any = CURRENT,
+        trace_destination: Experiment | None = None,
+        route_default: Experiment | None = None,
+        timeout_seconds: float | None = None,
+        remote_parent: tuple[int, int] | None = None,
+        start_time_ns: int | None = None,
+    ) -> LiveSpan | NoOpSpan:
+        """Start a span under ``parent`` (default: the current span), or a new trace."""
+        if not self.enabled:
+            return NO_OP_SPAN
+        if parent is CURRENT:
+            parent = _get_current_span()
+            if parent.__class__ is not LiveSpan:
+                parent = None
+        start = start_time_ns or _time_ns()
+        if parent is not None:
+            trace = parent.trace
+            if trace.finished:
+                return NO_OP_SPAN  # aborted by the watchdog, or already exported
+            if trace_destination is not None and not self._warned_nonroot_destination:
+                self._warned_nonroot_destination = True
+                log.warning("routetrace: trace_destination is only used on a root span; "
+                            "ignored on %r (warned once)", name)
+            span = LiveSpan(trace, _getrandbits(64) or 1, parent.span_id_int, name, span_type,
+                            start)
+            trace.spans.append(span)
+            return span
+        if not self._activated:
+            self._activate()
+        destination = (
+            trace_destination
+            or _context_destination.get()
+            or self.global_destination
+            or route_default
+            or self.default_destination
+        )
+        timeout_ns = int(timeout_seconds * 1e9) if timeout_seconds else self.timeout_ns
+        run = _active_run.get()
+        trace = LiveTrace(
+            remote_parent[0] if remote_parent else (_getrandbits(128) or 1),
+            destination,
+            self._backend or self.backend,
+            self._finish,
+            None if run is None else run.info.run_id,
+            start + timeout_ns if timeout_ns else None,
+        )
+        if remote_parent:
+            trace.remote_parent_span_id = remote_parent[1]
+        span = LiveSpan(trace, _getrandbits(64) or 1, None, name, span_type, start)
+        trace.root = span
+        trace.spans.append(span)
+        self.live[id(trace)] = trace
+        if timeout_ns:
+            self.watchdog.ensure_running()
+        return span
+
+    def _finish(self, trace: LiveTrace) -> None:
+        """The trace ended (or was aborted): hand it off. Never raises into the caller."""
+        self.live.pop(id(trace), None)
+        try:
+            logger = self._logger or self.logger
+            if self.async_logging and not logger.closed:
+                logger.put(trace)
+            else:
+                self.write_sync(trace)
+        except Exception:
+            log.exception("routetrace: could not hand off trace %032x", trace.trace_id)
+
+    def write_sync(self, trace: LiveTrace) -> None:
+        logger = self.logger
+        built = _build(trace, self.processors)
+        if built is None:
+            logger.stats.failed += 1
+            return
+        try:
+            write_now(trace.backend, trace.destination, [built])
+        except Exception as exc:
+            logger._spool(_Group(trace.backend, trace.destination, [built], [0]), str(exc))
+            return
+        logger.stats.written += 1
+
+    # -- flush, shutdown, fork --------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> bool:
+        logger = self._logger
+        return True if logger is None else logger.flush(timeout)
+
+    def hurry(self) -> None:
+        if self._logger is not None:
+            self._logger._wake.set()
+
+    def abort_open_traces(self, reason: str) -> int:
+        count = 0
+        for trace in list(self.live.values()):
+            if trace.abort(reason, f"trace still open at process {reason}; ended by routetrace"):
+                count += 1
+        return count
+
+    def shutdown(self, reason: str = "exit") -> bool:
+        """End open traces with ERROR, flush within the grace period, spool the rest."""
+        aborted = self.abort_open_traces(reason)
+        if aborted:
+            log.warning("routetrace: %d trace(s) were still open at %s; exported with ERROR",
+                        aborted, reason)
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        if self._logger is None:
+            return True
+        return self._logger.shutdown(self.settings.shutdown_grace_seconds)
+
+    def after_fork_in_child(self) -> None:
+        self.live.clear()
+        self._lock = threading.Lock()
+        if self._logger is not None:
+            self._logger._after_fork_in_child()
+        self._watchdog = None
+        self._backend = None
+
+    def stats(self) -> dict[str, Any]:
+        stats = self._logger.snapshot() if self._logger is not None else {}
+        stats["live_traces"] = len(self.live)
+        from routetrace.tracing import processors
+
+        stats["processor_errors"] = processors.errors
+        stats["watchdog_aborted"] = 0 if self._watchdog is None else self._watchdog.aborted
+        return stats
+
+
+def get_tracer() -> Tracer:
+    tracer = _tracer
+    if tracer is None:
+        tracer = _create()
+    return tracer
+
+
+def peek_tracer() -> Tracer | None:
+    return _tracer
+
+
+def _create() -> Tracer:
+    global _tracer
+    with _tracer_lock:
+        if _tracer is None:
+            _tracer = Tracer(load_settings())
+            if _tracer.enabled and _tracer.settings.otel_bridge:
+                from routetrace.tracing import otel_bridge
+
+                otel_bridge.install()
+        return _tracer
+
+
+def reset(settings: Settings | None = None) -> Tracer:
+    """Replace the process's tracer (tests, or after changing the environment).
+
+    Flushes and stops the old one first.
+    """
+    global _tracer
+    with _tracer_lock:
+        old = _tracer
+        _tracer = None
+    if old is not None:
+        old.flush(timeout=10)
+        if old._logger is not None:
+            old._logger._closed = True
+            old._logger._wake.set()
+        if old._watchdog is not None:
+            old._watchdog.stop()
+    from routetrace import backends
+
+    backends._clear_cache()
+    with _tracer_lock:
+        _tracer = Tracer(settings or load_settings())
+        if _tracer.enabled and _tracer.settings.otel_bridge:
+            from routetrace.tracing import otel_bridge
+
+            otel_bridge.install()
+    return _tracer

@@ -1,0 +1,50 @@
+"""Every test gets its own local store in a temporary directory and a fresh tracer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import routetrace
+from routetrace.tracing import tracer as tracer_mod
+from routetrace.tracing.tracer import Tracer
+
+_PREFIXES = ("MLFLOW_", "ROUTETRACE_", "OTEL_")
+
+
+@pytest.fixture(autouse=True)
+def tracer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tracer]:
+    for key in list(os.environ):
+        if key.startswith(_PREFIXES):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path / "mlruns"))
+    # The test process is pytest's: routetrace must not take over its SIGTERM.
+    monkeypatch.setenv("ROUTETRACE_SIGNAL_HANDLERS", "false")
+    t = tracer_mod.reset()
+    yield t
+    t.flush(timeout=10)
+
+
+@pytest.fixture
+def store(tracer: Tracer):
+    return tracer.backend
+
+
+@pytest.fixture
+def reset_tracer(monkeypatch: pytest.MonkeyPatch):
+    """Call with env overrides to rebuild the tracer from a changed environment."""
+
+    def _reset(**env: str) -> Tracer:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        return tracer_mod.reset()
+
+    return _reset
+
+
+def traces_of(experiment: str | None = None, **kwargs) -> list[routetrace.Trace]:
+    assert routetrace.flush(timeout=30), "flush timed out"
+    return routetrace.search_traces(experiment, max_results=10_000, **kwargs)
