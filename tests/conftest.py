@@ -12,6 +12,8 @@ import routetrace
 from routetrace.tracing import tracer as tracer_mod
 from routetrace.tracing.tracer import Tracer
 
+pytest_plugins = ["tests.fixtures.servers"]
+
 _PREFIXES = ("MLFLOW_", "ROUTETRACE_", "OTEL_")
 
 
