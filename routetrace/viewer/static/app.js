@@ -1,0 +1,324 @@
+// routetrace viewer. Vanilla JS, no dependencies. Every value from a trace is request data:
+// it only ever reaches the page through textContent, never innerHTML.
+"use strict";
+
+(function () {
+  const SPAN_COLORS = {  // the same table as routetrace/tracing/display.py
+    LLM: "#8b5cf6", CHAT_MODEL: "#8b5cf6", TOOL: "#f59e0b", RETRIEVER: "#10b981",
+    EMBEDDING: "#10b981", RERANKER: "#10b981", AGENT: "#0ea5e9", CHAIN: "#0ea5e9",
+    WORKFLOW: "#0ea5e9", TASK: "#0ea5e9",
+  };
+  const DEFAULT_COLOR = "#3b82f6";
+  const ERROR_COLOR = "#dc2626";
+  const RANGES = { "": null, "15m": 15 * 60e3, "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 };
+
+  const main = document.getElementById("main");
+
+  // -- tiny DOM helpers ---------------------------------------------------------------
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = String(value);
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, String(value));
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+  function show(...nodes) { clear(main); for (const n of nodes) if (n) main.append(n); }
+  function crumbs(...items) {
+    const nav = document.getElementById("crumbs");
+    clear(nav);
+    for (const item of items) {
+      nav.append(el("span", { text: "/" }));
+      nav.append(item.href ? el("a", { href: item.href, text: item.text }) : el("span", { text: item.text }));
+    }
+  }
+
+  function fmtDuration(ns) {
+    if (ns === null || ns === undefined) return "–";
+    const ms = ns / 1e6;
+    return ms < 1000 ? ms.toFixed(1) + " ms" : (ms / 1000).toFixed(2) + " s";
+  }
+  function fmtTime(ms) {
+    if (ms === null || ms === undefined) return "–";
+    const d = new Date(ms);
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+  function pretty(value) {
+    if (typeof value === "string") return value;
+    try { return JSON.stringify(value, null, 2); } catch (e) { return String(value); }
+  }
+  function isEmpty(value) {
+    return value === null || value === undefined || value === "" ||
+      (Array.isArray(value) && value.length === 0) ||
+      (typeof value === "object" && !Array.isArray(value) && Object.keys(value).length === 0);
+  }
+  function badge(state) { return el("span", { class: "badge " + state, text: state }); }
+
+  async function api(path) {
+    const response = await fetch(path, { headers: { accept: "application/json" } });
+    let body = null;
+    try { body = await response.json(); } catch (e) { body = null; }
+    if (!response.ok) {
+      const error = new Error((body && body.error) || `${response.status} ${response.statusText}`);
+      error.status = response.status;
+      throw error;
+    }
+    return body;
+  }
+  function failure(error) { return el("div", { class: "error-box", text: error.message }); }
+
+  // -- experiments --------------------------------------------------------------------
+  async function experimentsPage() {
+    crumbs({ text: "experiments" });
+    document.title = "routetrace · experiments";
+    const data = await api("/api/experiments");
+    const rows = data.experiments.filter((e) => e.traces === null || e.traces > 0);
+    if (!rows.length) {
+      show(el("h1", { text: "Experiments" }),
+        el("div", { class: "empty", id: "empty" },
+          "No traces yet. Add the middleware to an app, or run ", el("code", { text: "routetrace demo" }), "."));
+      return;
+    }
+    const table = el("table", { class: "grid", id: "experiments" },
+      el("tr", {}, ...["experiment", "id", "traces", "errors", "last trace"].map((h) => el("th", { text: h }))));
+    for (const e of rows) {
+      const href = "/experiments/" + encodeURIComponent(e.experiment_id);
+      table.append(el("tr", { class: "clickable", onclick: () => { location.href = href; } },
+        el("td", {}, el("a", { href, text: e.name })),
+        el("td", { class: "mono", text: e.experiment_id }),
+        el("td", { class: "num", text: e.traces === null ? "–" : e.traces }),
+        el("td", { class: "num", text: e.errors === null ? "–" : e.errors }),
+        el("td", { class: "nowrap", text: fmtTime(e.last_request_time) })));
+    }
+    show(el("h1", { text: "Experiments" }), table);
+  }
+
+  // -- trace table ----------------------------------------------------------------------
+  async function tracesPage(experimentId) {
+    const params = new URLSearchParams(location.search);
+    const experiments = (await api("/api/experiments")).experiments;
+    const exp = experiments.find((e) => e.experiment_id === experimentId);
+    const title = exp ? exp.name : "experiment " + experimentId;
+    crumbs({ text: "experiments", href: "/" }, { text: title });
+    document.title = "routetrace · " + title;
+
+    const status = el("select", { name: "status" },
+      ...["", "OK", "ERROR", "IN_PROGRESS"].map((s) => el("option", { value: s, text: s || "any" })));
+    status.value = params.get("status") || "";
+    const name = el("input", { name: "name", placeholder: "POST /math", value: params.get("name") || "" });
+    const text = el("input", { name: "q", placeholder: "text in request/response", value: params.get("q") || "" });
+    const range = el("select", { name: "range" },
+      ...Object.keys(RANGES).map((r) => el("option", { value: r, text: r ? "last " + r : "any time" })));
+    range.value = params.get("range") in RANGES ? params.get("range") : "";
+    const form = el("form", { class: "filters", id: "filters" },
+      el("label", {}, "status", status), el("label", {}, "route / name", name),
+      el("label", {}, "text", text), el("label", {}, "time", range),
+      el("button", { type: "submit", text: "Filter" }));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const next = new URLSearchParams();
+      for (const [k, v] of [["status", status.value], ["name", name.value], ["q", text.value], ["range", range.value]]) {
+        if (v) next.set(k, v);
+      }
+      location.search = next.toString();
+    });
+
+    const page = Math.max(1, parseInt(params.get("page") || "1", 10) || 1);
+    const query = new URLSearchParams({ experiment_id: experimentId, page: String(page) });
+    for (const k of ["status", "name", "q"]) if (params.get(k)) query.set(k, params.get(k));
+    if (RANGES[range.value]) query.set("since", String(Date.now() - RANGES[range.value]));
+
+    const heading = el("h1", { text: title });
+    let data;
+    try {
+      data = await api("/api/traces?" + query.toString());
+    } catch (error) {
+      show(heading, form, failure(error));
+      return;
+    }
+    if (!data.traces.length) {
+      show(heading, form, el("div", { class: "empty", id: "empty", text: page > 1 ? "No more traces." : "No traces match." }));
+      return;
+    }
+    const table = el("table", { class: "grid", id: "traces" },
+      el("tr", {}, ...["time", "name", "status", "duration", "request", "response"].map((h) => el("th", { text: h }))));
+    for (const t of data.traces) {
+      const href = "/traces/" + encodeURIComponent(t.trace_id);
+      table.append(el("tr", { class: "clickable trace-row", "data-trace-id": t.trace_id, onclick: () => { location.href = href; } },
+        el("td", { class: "nowrap" }, el("a", { href, text: fmtTime(t.request_time) })),
+        el("td", { class: "nowrap", text: t.name || "–" }),
+        el("td", {}, badge(t.state)),
+        el("td", { class: "num", text: t.execution_duration === null ? "–" : fmtDuration(t.execution_duration * 1e6) }),
+        el("td", { class: "preview", title: t.request_preview || "", text: t.request_preview || "" }),
+        el("td", { class: "preview", title: t.response_preview || "", text: t.response_preview || "" })));
+    }
+    const go = (p) => { const next = new URLSearchParams(location.search); next.set("page", String(p)); location.search = next.toString(); };
+    const pager = el("div", { class: "pager" },
+      el("button", { type: "button", id: "prev", disabled: page <= 1, onclick: () => go(page - 1), text: "← newer" }),
+      el("span", { text: `page ${page}` + (data.total !== null ? ` · ${data.total} traces` : "") }),
+      el("button", { type: "button", id: "next", disabled: !data.has_more, onclick: () => go(page + 1), text: "older →" }));
+    show(heading, form, table, pager);
+  }
+
+  // -- one trace ---------------------------------------------------------------------------
+  function ordered(spans) {  // depth-first, children by start time; as display.ordered_spans
+    const ids = new Set(spans.map((s) => s.span_id));
+    const byParent = new Map();
+    for (const s of spans) {
+      const parent = ids.has(s.parent_id) ? s.parent_id : null;
+      if (!byParent.has(parent)) byParent.set(parent, []);
+      byParent.get(parent).push(s);
+    }
+    for (const list of byParent.values()) list.sort((a, b) => a.start_time_ns - b.start_time_ns);
+    const out = [];
+    const seen = new Set();
+    const stack = (byParent.get(null) || []).slice().reverse().map((s) => [s, 0]);
+    while (stack.length) {
+      const [span, depth] = stack.pop();
+      if (seen.has(span.span_id)) continue;
+      seen.add(span.span_id);
+      out.push([span, depth]);
+      for (const c of (byParent.get(span.span_id) || []).slice().reverse()) stack.push([c, depth + 1]);
+    }
+    return out;
+  }
+
+  function kv(object) {
+    const dl = el("dl", { class: "kv" });
+    for (const [k, v] of Object.entries(object || {})) {
+      dl.append(el("dt", { text: k }), el("dd", { text: typeof v === "string" ? v : pretty(v) }));
+    }
+    return dl;
+  }
+  function section(title, value, asJson) {
+    if (isEmpty(value)) return null;
+    return el("div", {}, el("h3", { text: title }), asJson ? el("pre", { class: "value", text: pretty(value) }) : kv(value));
+  }
+
+  function spanDetail(span, t0) {
+    const duration = span.end_time_ns === null ? null : span.end_time_ns - span.start_time_ns;
+    const status = span.status || {};
+    return el("div", { class: "detail", id: "span-detail" },
+      el("h2", {}, span.name, el("span", { class: "type", text: span.span_type }), " ", badge(status.status_code || "UNSET")),
+      el("div", { class: "meta" },
+        el("span", { text: "duration " + fmtDuration(duration) }),
+        el("span", { text: "starts at +" + fmtDuration(span.start_time_ns - t0) }),
+        el("span", { class: "mono", text: "span " + span.span_id }),
+        status.description ? el("span", { text: status.description }) : null),
+      section("Inputs", span.inputs, true),
+      section("Outputs", span.outputs, true),
+      section("Attributes", span.attributes, false),
+      section("Events", span.events, true));
+  }
+
+  function waterfall(spans, onSelect) {
+    const rows = ordered(spans);
+    const t0 = Math.min(...rows.map(([s]) => s.start_time_ns));
+    const t1 = Math.max(...rows.map(([s]) => s.end_time_ns === null ? s.start_time_ns : s.end_time_ns));
+    const total = Math.max(1, t1 - t0);
+    const axis = el("div", { class: "wf-track" });
+    for (let i = 0; i <= 4; i++) {
+      const tick = el("span", { class: "wf-tick", text: fmtDuration(total * i / 4) });
+      tick.style.left = (i * 25) + "%";
+      if (i === 4) tick.style.transform = "translateX(-100%)";
+      else if (i > 0) tick.style.transform = "translateX(-50%)";
+      axis.append(tick);
+    }
+    const box = el("div", { class: "waterfall", id: "waterfall" },
+      el("div", { class: "wf-row wf-axis" }, el("div", { class: "wf-name", text: "span" }), axis,
+        el("div", { class: "wf-duration", text: "duration" })));
+    const rowNodes = [];
+    for (const [span, depth] of rows) {
+      const end = span.end_time_ns === null ? t1 : span.end_time_ns;
+      const duration = span.end_time_ns === null ? null : span.end_time_ns - span.start_time_ns;
+      const error = (span.status || {}).status_code === "ERROR";
+      const bar = el("div", { class: "wf-bar", title: `${span.name}: ${fmtDuration(duration)}` });
+      const width = Math.max(0.3, (end - span.start_time_ns) / total * 100);
+      bar.style.left = Math.min((span.start_time_ns - t0) / total * 100, 100 - width) + "%";
+      bar.style.width = width + "%";
+      bar.style.background = error ? ERROR_COLOR : (SPAN_COLORS[span.span_type] || DEFAULT_COLOR);
+      const name = el("div", { class: "wf-name", title: span.name },
+        el("span", { class: "wf-span-name", text: span.name }), el("span", { class: "type", text: span.span_type }));
+      name.style.paddingLeft = (8 + depth * 16) + "px";
+      const row = el("div", { class: "wf-row", "data-span-id": span.span_id, "data-depth": depth },
+        name, el("div", { class: "wf-track" }, bar), el("div", { class: "wf-duration", text: fmtDuration(duration) }));
+      row.addEventListener("click", () => {
+        for (const r of rowNodes) r.classList.remove("selected");
+        row.classList.add("selected");
+        onSelect(span, t0);
+      });
+      rowNodes.push(row);
+      box.append(row);
+    }
+    return { box, rows: rowNodes, t0 };
+  }
+
+  async function tracePage(traceId) {
+    crumbs({ text: "experiments", href: "/" }, { text: traceId });
+    let trace;
+    try {
+      trace = await api("/api/traces/" + encodeURIComponent(traceId));
+    } catch (error) {
+      document.title = "routetrace · not found";
+      show(el("h1", { text: error.status === 404 ? "Trace not found" : "Cannot load the trace" }),
+        el("div", { class: "empty", id: "not-found" }, error.message, " ", el("a", { href: "/", text: "Back to the experiments" })));
+      return;
+    }
+    const info = trace.info;
+    const spans = trace.data.spans || [];
+    const expName = info.experiment_name || info.experiment_id;
+    crumbs({ text: "experiments", href: "/" },
+      { text: expName, href: "/experiments/" + encodeURIComponent(info.experiment_id) },
+      { text: info.trace_id });
+    const title = (info.tags || {})["mlflow.traceName"] || "trace";
+    document.title = "routetrace · " + title;
+    const heading = el("h1", {}, el("span", { id: "trace-name", text: title }), badge(info.state));
+    const meta = el("div", { class: "meta" },
+      el("span", { text: fmtTime(info.request_time) }),
+      el("span", { text: "duration " + (info.execution_duration === null ? "–" : fmtDuration(info.execution_duration * 1e6)) }),
+      el("span", { text: spans.length + " spans" }),
+      el("span", { class: "mono", text: info.trace_id }));
+    const detailSlot = el("div", {});
+    const infoBox = el("div", { id: "trace-info" },
+      section("Request preview", info.request_preview, true),
+      section("Response preview", info.response_preview, true),
+      section("Tags", info.tags, false),
+      section("Metadata", info.trace_metadata, false));
+    if (!spans.length) {
+      show(heading, meta, el("div", { class: "empty", text: "This trace has no spans." }), infoBox);
+      return;
+    }
+    const wf = waterfall(spans, (span, t0) => { clear(detailSlot); detailSlot.append(spanDetail(span, t0)); });
+    show(heading, meta, wf.box, detailSlot, el("h2", { text: "Trace" }), infoBox);
+    wf.rows[0].click();
+  }
+
+  // -- routing ---------------------------------------------------------------------------
+  async function route() {
+    api("/api/info").then((info) => {
+      document.getElementById("store").textContent = info.uri;
+    }).catch(() => {});
+    const path = location.pathname;
+    let m;
+    try {
+      if ((m = path.match(/^\/traces\/([^/]+)$/))) await tracePage(decodeURIComponent(m[1]));
+      else if ((m = path.match(/^\/experiments\/([^/]+)$/))) await tracesPage(decodeURIComponent(m[1]));
+      else if (path === "/") await experimentsPage();
+      else show(el("h1", { text: "Not found" }), el("div", { class: "empty" }, el("a", { href: "/", text: "Back to the experiments" })));
+    } catch (error) {
+      show(failure(error));
+    }
+    document.body.setAttribute("data-ready", "1");
+  }
+  route();
+})();
