@@ -57,6 +57,10 @@ def backend_for_uri(uri: str | None, settings: Settings | None = None) -> Backen
     """The backend for ``uri`` (one instance per URI and process)."""
     import os
 
+    if uri is None and settings is not None and settings.otlp_endpoint:
+        # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT with no MLFLOW_TRACKING_URI: an OTLP collector,
+        # as MLflow does; an explicit tracking URI wins.
+        uri = "otlp+" + settings.otlp_endpoint
     key = (uri or DEFAULT_TRACKING_URI, os.getpid())
     backend = _cache.get(key)
     if backend is not None:
