@@ -1,0 +1,297 @@
+"""``TracingMiddleware``: one root span per HTTP request and WebSocket session (pure ASGI).
+
+>>> app.add_middleware(TracingMiddleware, config="routetrace.toml")
+
+The request path does as little as it can: match the route (one regex), read ``traceparent``,
+start the root span, wrap ``receive`` and ``send`` to see the status, the last body chunk and
+a disconnect. Everything else is built on the export worker (:mod:`.capture`). Any error in
+that code is counted and logged (:mod:`.guard`), never raised: the response is what the app
+produced, plus the trace id header when ``trace_id_header`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
+
+from routetrace.middleware.capture import Exchange, parse_traceparent
+from routetrace.middleware.guard import report
+from routetrace.middleware.types import ASGIApp, Message, Receive, Scope, Send
+from routetrace.routing.config import load
+from routetrace.routing.table import RouteTable, Rule
+from routetrace.tracing import tracer as tracer_mod
+from routetrace.tracing.destination import _context_destination
+from routetrace.tracing.span import NO_OP_SPAN
+
+__all__ = ["TracingMiddleware"]
+
+_random = random.random
+_attach = otel_context.attach
+_detach = otel_context.detach
+_set_span_in_context = otel_trace.set_span_in_context
+_Config = RouteTable | Mapping[str, Any] | str | os.PathLike[str] | None
+
+
+class TracingMiddleware:
+    """Trace every HTTP request and WebSocket session of an ASGI app.
+
+    ``config`` is a route table file, a loaded :class:`~routetrace.routing.RouteTable`, a
+    mapping, or None to find one (``ROUTETRACE_CONFIG``, ``./routetrace.toml``,
+    ``[tool.routetrace]`` in ``./pyproject.toml``, else trace everything into the default
+    experiment). A bad table raises :class:`~routetrace.routing.ConfigError` here, at start-up.
+    """
+
+    def __init__(self, app: ASGIApp, *, config: _Config = None) -> None:
+        self.app = app
+        self.table = load(config)
+        header = self.table.trace_id_header
+        self._trace_id_header = header.encode("latin-1") if header else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            if kind == "lifespan":
+                await self.app(scope, receive, _LifespanSend(send))
+                return
+            await self.app(scope, receive, send)
+            return
+        tracer = tracer_mod._tracer or tracer_mod.get_tracer()
+        if not tracer.enabled:
+            await self.app(scope, receive, send)
+            return
+        try:
+            method = scope.get("method", "GET")
+            rule = self.table.match(scope["path"], method)
+            if rule is not None and rule.sample_rate < 1.0 and _random() >= rule.sample_rate:
+                rule = None
+        except Exception:
+            report("route matching")
+            rule = None
+        if rule is None:  # excluded, disabled or sampled out: untouched
+            await self.app(scope, receive, send)
+            return
+        # -- start the root span ---------------------------------------------------------
+        try:
+            remote = None
+            for name, value in scope.get("headers") or ():
+                if name == b"traceparent":
+                    remote = parse_traceparent(value)
+                    break
+            dest_token = (
+                None if rule.experiment is None else _context_destination.set(rule.experiment)
+            )
+            span = tracer.start_span(
+                method, rule.span_type, parent=None,
+                route_default=self.table.default_experiment,
+                timeout_seconds=rule.timeout_seconds, remote_parent=remote,
+            )
+            if span is NO_OP_SPAN:
+                if dest_token is not None:
+                    _context_destination.reset(dest_token)
+                await self.app(scope, receive, send)
+                return
+            ex = _ASGIExchange(self.table, rule, method, scope["path"], receive, send,
+                               self._trace_id_header)
+            ex.scope = scope
+            ex.root_path = scope.get("root_path", "")
+            ex.span = span
+            span._deferred = ex.build
+            ctx_token = _attach(_set_span_in_context(span))
+        except Exception:
+            report("starting the request span")
+            await self.app(scope, receive, send)
+            return
+        # -- run the app -----------------------------------------------------------------
+        try:
+            if kind == "http":
+                await self.app(scope, ex.receive_http, ex.send_http)
+            else:
+                await self.app(scope, ex.receive_ws, ex.send_ws)
+        except BaseException as exc:
+            ex.fail(exc)
+            raise
+        finally:
+            try:
+                _detach(ctx_token)
+                if dest_token is not None:
+                    _context_destination.reset(dest_token)
+            except Exception:
+                report("restoring the context")
+            ex.end()  # the app returned without finishing its response: end here
+
+
+class _ASGIExchange(Exchange):
+    """Per-request wrappers of ``receive`` and ``send``; never raise for tracing reasons."""
+
+    __slots__ = ("_end_ns", "_header", "_receive", "_send", "_trailers")
+
+    def __init__(self, table: RouteTable, rule: Rule, method: str, path: str,
+                 receive: Receive, send: Send, header: bytes | None) -> None:
+        super().__init__(table, rule, method, path)
+        self._receive = receive
+        self._send = send
+        self._header = header
+        self._trailers = False
+        self._end_ns: int | None = None
+
+    def end(self, status: int | None = None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            span = self.span
+            code = self.status if status is None else status
+            if code is None:
+                if not self.disconnected and span.status == "UNSET":
+                    span.set_status("ERROR", "the app sent no response")
+            elif code >= 500 and span.status != "ERROR":
+                span.set_status("ERROR", f"HTTP {code}")
+            span.end(end_time_ns=self._end_ns)
+        except Exception:
+            report("ending the request span")
+
+    def fail(self, exc: BaseException) -> None:
+        if self.ended:
+            return  # e.g. a background task failing after the response: not this request's
+        try:
+            self.span.record_exception(exc)
+        except Exception:
+            report("recording an exception")
+        self.end()
+
+    def _with_trace_id(self, message: Message) -> Message:
+        header = self._header
+        headers = message.get("headers") or ()
+        for name, _ in headers:
+            if bytes(name).lower() == header:
+                return message  # the app set it itself
+        value = b"tr-%032x" % self.span.trace.trace_id
+        return {**message, "headers": [*headers, (header, value)]}
+
+    # -- http ------------------------------------------------------------------------------
+    async def receive_http(self) -> Message:
+        message = await self._receive()
+        try:
+            kind = message["type"]
+            if kind == "http.request":
+                if self.rule.capture_body:
+                    self.keep_request_chunk(message.get("body", b""))
+            elif kind == "http.disconnect" and not self.ended:
+                self.disconnected = True
+                self.end()
+        except Exception:
+            report("request capture")
+        return message
+
+    async def send_http(self, message: Message) -> None:
+        kind = message["type"]
+        last = False
+        try:
+            if kind == "http.response.body":
+                if self.rule.capture_body:
+                    self.keep_response_chunk(message.get("body", b""))
+                last = not message.get("more_body", False) and not self._trailers
+            elif kind == "http.response.start":
+                self.status = message["status"]
+                self.response_headers = message.get("headers")
+                self._trailers = bool(message.get("trailers", False))
+                if self._header is not None:
+                    message = self._with_trace_id(message)
+            elif kind == "http.response.trailers":
+                last = not message.get("more_trailers", False)
+            elif kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
+                last = kind == "http.response.pathsend" or not message.get("more_body", False)
+        except Exception:
+            report("response capture")
+        if not last:
+            await self._send(message)
+            return
+        try:
+            await self._send(message)
+        finally:
+            if self.status is not None and self.status >= 500:
+                # An app that sent a 500 usually raises next (Starlette's ServerErrorMiddleware
+                # does): end when it does, so the exception is on the span, timed from here.
+                self._end_ns = time.time_ns()
+            else:
+                self.end()
+
+    # -- websocket -------------------------------------------------------------------------
+    async def receive_ws(self) -> Message:
+        message = await self._receive()
+        try:
+            if message["type"] == "websocket.disconnect" and not self.ended:
+                self.disconnected = True
+                code = message.get("code", 1000)
+                self.span.set_attribute("websocket.close.code", code)
+                self.end(status=101)
+        except Exception:
+            report("websocket capture")
+        return message
+
+    async def send_ws(self, message: Message) -> None:
+        close = False
+        try:
+            kind = message["type"]
+            if kind == "websocket.accept":
+                self.status = 101
+                self.response_headers = message.get("headers")
+                if self._header is not None:
+                    message = self._with_trace_id(message)
+            elif kind == "websocket.close":
+                close = True
+                code = message.get("code", 1000)
+                self.span.set_attribute("websocket.close.code", code)
+                if code == 1011:  # "internal error"
+                    self.span.set_status("ERROR", f"websocket closed with {code}")
+                if self.status is None:
+                    self.status = 403  # closed before accept: the handshake was denied
+            elif kind == "websocket.http.response.start":
+                self.status = message["status"]
+                self.response_headers = message.get("headers")
+        except Exception:
+            report("websocket capture")
+        if not close:
+            await self._send(message)
+            return
+        try:
+            await self._send(message)
+        finally:
+            self.end()
+
+
+class _LifespanSend:
+    """Flush the trace logger before telling the server the app has shut down."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    async def __call__(self, message: Message) -> None:
+        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            await _flush()
+        await self._send(message)
+
+
+async def _flush() -> None:
+    tracer = tracer_mod.peek_tracer()
+    if tracer is None:
+        return
+    try:
+        grace = tracer.settings.shutdown_grace_seconds
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): a short blocking flush at shutdown
+            tracer.flush(grace)
+            return
+        await loop.run_in_executor(None, tracer.flush, grace)
+    except Exception:
+        report("flushing at lifespan shutdown")

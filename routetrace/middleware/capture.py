@@ -1,0 +1,274 @@
+"""What the request path keeps, and what the export worker builds from it.
+
+The request path only stores references (the scope or environ, the response status and header
+list, body chunks up to the cap) on an :class:`Exchange`. :meth:`Exchange.build` runs later on
+the export worker, as the root span's ``_deferred`` hook: it decodes, redacts, parses JSON and
+fills inputs, outputs and OpenTelemetry HTTP semantic-convention attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+from routetrace.middleware import frameworks
+
+if TYPE_CHECKING:
+    from routetrace.routing.table import RouteTable, Rule
+    from routetrace.tracing.span import LiveSpan
+
+__all__ = ["REDACTED", "Exchange", "parse_traceparent", "redact_query"]
+
+REDACTED = "REDACTED"  # the placeholder OpenTelemetry's semantic conventions use
+
+_TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+
+
+def parse_traceparent(value: bytes) -> tuple[int, int] | None:
+    """``(trace_id, parent_span_id)`` from a W3C ``traceparent``, or None when it is malformed.
+
+    Strict on purpose (version 00, lowercase hex, no all-zero ids): a header we cannot trust
+    starts a new trace instead of grafting this request onto a garbage id.
+    """
+    m = _TRACEPARENT.fullmatch(value.strip(b" \t"))
+    if m is None:
+        return None
+    trace_id = int(m.group(1), 16)
+    span_id = int(m.group(2), 16)
+    if not trace_id or not span_id:
+        return None
+    return trace_id, span_id
+
+
+def redact_query(query: str, keys: frozenset[str]) -> str:
+    """The query string with the values of sensitive keys replaced by ``REDACTED``."""
+    if not query:
+        return query
+    parts = query.split("&")
+    for i, part in enumerate(parts):
+        name, sep, _ = part.partition("=")
+        if sep and unquote_plus(name).strip().lower() in keys:
+            parts[i] = f"{name}={REDACTED}"
+    return "&".join(parts)
+
+
+def _headers(pairs: Iterable[tuple[str, str]], wanted: frozenset[str] | None,
+             redact: frozenset[str]) -> dict[str, str]:
+    """Captured headers; repeated names joined with ", " (set-cookie is redacted anyway)."""
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if wanted is not None and name not in wanted:
+            continue
+        if name in redact:
+            value = REDACTED
+        out[name] = f"{out[name]}, {value}" if name in out and name not in redact else value
+    return out
+
+
+def _body(chunks: list[bytes], size: int, cap: int, content_type: str) -> Any:
+    data = b"".join(chunks)[:cap]
+    truncated = size > cap
+    if not truncated and "json" in content_type:
+        try:
+            return json.loads(data)
+        except ValueError:
+            pass
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if not (truncated and exc.start >= len(data) - 3):  # not just a cut multi-byte char
+            return f"<{size} bytes of binary data>"
+        text = data[: exc.start].decode("utf-8")
+    if truncated:
+        text += f"... [truncated: {size} bytes in total, {cap} kept]"
+    return text
+
+
+class Exchange:
+    """One request's captured facts: written on the request path, read by :meth:`build`."""
+
+    __slots__ = (
+        "disconnected",
+        "ended",
+        "environ",
+        "method",
+        "path",
+        "req_body",
+        "req_size",
+        "resp_body",
+        "resp_size",
+        "response_headers",
+        "root_path",
+        "rule",
+        "scope",
+        "span",
+        "status",
+        "table",
+    )
+
+    def __init__(self, table: RouteTable, rule: Rule, method: str, path: str) -> None:
+        self.table = table
+        self.rule = rule
+        self.method = method
+        self.path = path
+        self.scope: Any = None
+        self.environ: Any = None
+        self.root_path = ""
+        self.span: LiveSpan | None = None
+        self.status: int | None = None
+        self.response_headers: Any = None
+        self.req_body: list[bytes] | None = None
+        self.req_size = 0
+        self.resp_body: list[bytes] | None = None
+        self.resp_size = 0
+        self.ended = False
+        self.disconnected = False
+
+    # -- request path helpers (cheap) ------------------------------------------------------
+    def keep_request_chunk(self, chunk: bytes) -> None:
+        cap = self.rule.capture_body
+        if self.req_body is None:
+            self.req_body = []
+        if self.req_size < cap:
+            self.req_body.append(chunk[: cap - self.req_size])
+        self.req_size += len(chunk)
+
+    def keep_response_chunk(self, chunk: bytes) -> None:
+        cap = self.rule.capture_body
+        if self.resp_body is None:
+            self.resp_body = []
+        if self.resp_size < cap:
+            self.resp_body.append(chunk[: cap - self.resp_size])
+        self.resp_size += len(chunk)
+
+    # -- on the export worker --------------------------------------------------------------
+    def _request_headers(self) -> list[tuple[str, str]]:
+        if self.scope is not None:
+            return [(k.decode("latin-1").lower(), v.decode("latin-1"))
+                    for k, v in self.scope.get("headers") or ()]
+        env = self.environ
+        out = []
+        for key, value in env.items():
+            if key.startswith("HTTP_"):
+                out.append((key[5:].replace("_", "-").lower(), str(value)))
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+                out.append((key.replace("_", "-").lower(), str(value)))
+        return out
+
+    def _response_headers(self) -> list[tuple[str, str]]:
+        headers = self.response_headers or ()
+        if self.scope is not None:
+            return [(bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1"))
+                    for k, v in headers]
+        return [(str(k).lower(), str(v)) for k, v in headers]
+
+    def template(self) -> str | None:
+        """The framework's route template, when it exposed one."""
+        if self.scope is not None:
+            return frameworks.asgi_route(self.scope, self.root_path)
+        return frameworks.wsgi_route(self.environ)
+
+    def build(self, span: LiveSpan) -> None:
+        """The deferred half of the capture (``span._deferred``): runs on the export worker."""
+        table, rule = self.table, self.rule
+        request_headers = self._request_headers()
+        first = {}
+        for name, value in request_headers:
+            first.setdefault(name, value)
+        websocket = self.scope is not None and self.scope.get("type") == "websocket"
+
+        if self.scope is not None:
+            query = bytes(self.scope.get("query_string") or b"").decode("latin-1")
+            scheme = self.scope.get("scheme") or ("ws" if websocket else "http")
+            client = self.scope.get("client")
+            protocol = self.scope.get("http_version")
+        else:
+            env = self.environ
+            query = env.get("QUERY_STRING", "")
+            scheme = env.get("wsgi.url_scheme", "http")
+            client = (env.get("REMOTE_ADDR"), env.get("REMOTE_PORT"))
+            protocol = env.get("SERVER_PROTOCOL", "").partition("/")[2] or None
+        query = redact_query(query, table.redact_query)
+
+        inputs: dict[str, Any] = {"method": self.method, "path": self.path}
+        if query:
+            inputs["query"] = query
+        captured = _headers(request_headers, rule.capture_headers, table.redact_headers)
+        if captured:
+            inputs["headers"] = captured
+        if rule.capture_body and self.req_body is not None:
+            inputs["body"] = _body(self.req_body, self.req_size, rule.capture_body,
+                                   first.get("content-type", ""))
+        span.set_inputs(inputs)
+
+        response_headers = self._response_headers()
+        outputs: dict[str, Any] = {}
+        if self.status is not None:
+            outputs["status_code"] = self.status
+        captured = _headers(response_headers, rule.capture_headers, table.redact_headers)
+        if captured:
+            outputs["headers"] = captured
+        if rule.capture_body and self.resp_body is not None:
+            content_type = next((v for k, v in response_headers if k == "content-type"), "")
+            outputs["body"] = _body(self.resp_body, self.resp_size, rule.capture_body,
+                                    content_type)
+        span.set_outputs(outputs)
+
+        template = self.template()
+        route = template or (None if rule.is_default or "*" in rule.pattern else rule.pattern)
+        attributes: dict[str, Any] = {
+            "http.request.method": self.method,
+            "url.path": self.path,
+            "url.scheme": scheme,
+        }
+        if route:
+            attributes["http.route"] = route
+        if query:
+            attributes["url.query"] = query
+        if self.status is not None:
+            attributes["http.response.status_code"] = self.status
+            if self.status >= 500:
+                attributes["error.type"] = str(self.status)
+        if client and client[0]:
+            attributes["client.address"] = str(client[0])
+            if client[1]:
+                try:
+                    attributes["client.port"] = int(client[1])
+                except (TypeError, ValueError):
+                    pass
+        host = first.get("host")
+        if host:
+            address, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+            if not address or not port.isdigit():
+                address, port = host, ""
+            attributes["server.address"] = address
+            if port:
+                attributes["server.port"] = int(port)
+        if "user-agent" in first:
+            attributes["user_agent.original"] = first["user-agent"]
+        if protocol:
+            attributes["network.protocol.version"] = str(protocol)
+        if rule.capture_body:
+            if self.req_body is not None:
+                attributes["http.request.body.size"] = self.req_size
+            if self.resp_body is not None:
+                attributes["http.response.body.size"] = self.resp_size
+        if self.disconnected:
+            attributes["routetrace.client_disconnected"] = True
+        if not rule.is_default:
+            attributes["routetrace.rule"] = rule.pattern
+        if table.service_name:
+            attributes["service.name"] = table.service_name
+        span.set_attributes(attributes)
+
+        prefix = "WEBSOCKET" if websocket else self.method
+        span.update_name(f"{prefix} {route or rule.pattern}" if (route or not rule.is_default)
+                         else prefix)
+        tags = rule.trace_tags
+        live = span.trace
+        if live.tags:
+            tags.update(live.tags)  # the application's own tags win
+        live.set_tags(tags)

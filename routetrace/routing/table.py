@@ -1,0 +1,186 @@
+"""The validated route table and its matcher.
+
+Every ``exclude`` pattern and every rule compile into one regular expression: an alternation
+of ``METHODS PATH`` branches in file order, each a named group, so the first branch that
+matches (``Match.lastgroup``) is the first matching rule. Matching a request is one string
+concatenation and one ``fullmatch``, whatever the table's size (see
+``benchmarks/bench_middleware.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from routetrace.routing.patterns import CompiledPattern, compile_pattern
+from routetrace.tracing.destination import Experiment
+
+__all__ = [
+    "ALWAYS_REDACTED_HEADERS",
+    "ALWAYS_REDACTED_QUERY",
+    "DEFAULT_BODY_CAP",
+    "DEFAULT_CAPTURE_HEADERS",
+    "Match",
+    "RouteTable",
+    "Rule",
+]
+
+# Credentials never leave the process, whatever the file says.
+ALWAYS_REDACTED_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "x-api-key",
+                                     "proxy-authorization"})
+ALWAYS_REDACTED_QUERY = frozenset({
+    "access_token", "api_key", "apikey", "api-key", "auth", "client_secret", "code",
+    "id_token", "key", "passwd", "password", "pwd", "refresh_token", "secret", "session",
+    "sessionid", "sig", "signature", "token", "x-api-key",
+})
+DEFAULT_CAPTURE_HEADERS = ("content-type", "user-agent")
+DEFAULT_BODY_CAP = 65536  # what ``capture_body = true`` means
+_METHOD_ANY = r"[^ ]*"
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """One ``[[routes]]`` entry, resolved: everything the middleware needs per request.
+
+    ``capture_body`` is a byte cap (0 = off); ``capture_headers`` is a frozenset of lowercase
+    names, or None for every header.
+    """
+
+    pattern: str
+    compiled: CompiledPattern | None = None
+    methods: frozenset[str] | None = None
+    experiment: Experiment | None = None
+    enabled: bool = True
+    sample_rate: float = 1.0
+    capture_body: int = 0
+    capture_headers: frozenset[str] | None = frozenset(DEFAULT_CAPTURE_HEADERS)
+    timeout_seconds: float | None = None
+    span_type: str = "UNKNOWN"
+    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    index: int | None = None  # position in [[routes]]; None for the table default
+    line: int | None = None  # line of the rule in its file, when known
+
+    @property
+    def is_default(self) -> bool:
+        """True for the catch-all rule unmatched requests get."""
+        return self.index is None
+
+    @property
+    def trace_tags(self) -> dict[str, str]:
+        base = {} if self.is_default else {"route": self.pattern}
+        base.update(self.tags)
+        return base
+
+    def allows(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
+
+
+@dataclass(frozen=True)
+class Match:
+    """What :meth:`RouteTable.explain_match` found: the rule, or the exclude that won."""
+
+    rule: Rule | None  # None when excluded
+    excluded_by: str | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+class RouteTable:
+    """An immutable, compiled route table. Build it with :func:`routetrace.routing.load`."""
+
+    __slots__ = (
+        "_hits",
+        "_regex",
+        "capture_body",
+        "capture_headers",
+        "default_experiment",
+        "default_rule",
+        "exclude",
+        "redact_headers",
+        "redact_query",
+        "rules",
+        "service_name",
+        "source",
+        "trace_id_header",
+    )
+
+    def __init__(
+        self,
+        *,
+        rules: tuple[Rule, ...] = (),
+        exclude: tuple[str, ...] = (),
+        default_experiment: Experiment | None = None,
+        service_name: str | None = None,
+        capture_headers: frozenset[str] | None = frozenset(DEFAULT_CAPTURE_HEADERS),
+        redact_headers: frozenset[str] = ALWAYS_REDACTED_HEADERS,
+        redact_query: frozenset[str] = ALWAYS_REDACTED_QUERY,
+        capture_body: int = 0,
+        trace_id_header: str = "x-trace-id",
+        source: str = "<defaults>",
+    ) -> None:
+        self.rules = tuple(rules)
+        self.exclude = tuple(exclude)
+        self.default_experiment = default_experiment
+        self.service_name = service_name
+        self.capture_headers = capture_headers
+        self.redact_headers = frozenset(redact_headers) | ALWAYS_REDACTED_HEADERS
+        self.redact_query = frozenset(redact_query) | ALWAYS_REDACTED_QUERY
+        self.capture_body = capture_body
+        self.trace_id_header = trace_id_header
+        self.source = source
+        self.default_rule = Rule(
+            pattern="", capture_body=capture_body, capture_headers=capture_headers
+        )
+        branches: list[str] = []
+        hits: list[Rule | None] = []
+        for pattern in self.exclude:
+            branches.append(f"(?P<_{len(hits)}>{_METHOD_ANY} {compile_pattern(pattern).regex})")
+            hits.append(None)
+        for rule in self.rules:
+            compiled = rule.compiled or compile_pattern(rule.pattern)
+            if rule.methods is None:
+                methods = _METHOD_ANY
+            else:
+                methods = "(?:" + "|".join(re.escape(m) for m in sorted(rule.methods)) + ")"
+            branches.append(f"(?P<_{len(hits)}>{methods} {compiled.regex})")
+            hits.append(rule if rule.enabled else None)
+        # One regex for the whole table: "METHOD /path" against every branch in order.
+        self._regex = re.compile("|".join(branches), re.DOTALL).fullmatch if branches else None
+        self._hits = {f"_{i}": hit for i, hit in enumerate(hits)}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if hasattr(self, "_hits"):
+            raise AttributeError("RouteTable is immutable; load a new one instead")
+        object.__setattr__(self, name, value)
+
+    # -- the hot path ----------------------------------------------------------------------
+    def match(self, path: str, method: str) -> Rule | None:
+        """The rule a request hits, the default rule when none matches, None when it is
+        excluded or its rule is disabled (not traced)."""
+        regex = self._regex
+        if regex is None:
+            return self.default_rule
+        m = regex(method + " " + path)
+        if m is None:
+            return self.default_rule
+        return self._hits[m.lastgroup]  # type: ignore[index]
+
+    # -- for humans ------------------------------------------------------------------------
+    def explain_match(self, path: str, method: str) -> Match:
+        """Like :meth:`match`, with the exclude pattern that won and the path parameters."""
+        method = method.upper()
+        for pattern in self.exclude:
+            if compile_pattern(pattern).match(path) is not None:
+                return Match(None, excluded_by=pattern)
+        for rule in self.rules:
+            compiled = rule.compiled or compile_pattern(rule.pattern)
+            params = compiled.match(path)
+            if params is not None and rule.allows(method):
+                return Match(rule, params=params)
+        return Match(self.default_rule)
+
+    def __repr__(self) -> str:
+        return f"RouteTable(source={self.source!r}, rules={len(self.rules)}, " \
+               f"exclude={len(self.exclude)})"
