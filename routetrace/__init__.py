@@ -91,5 +91,18 @@ __all__ = [
     "update_current_trace",
 ]
 
+
+
+def _is_cli_process() -> bool:
+    """The ``routetrace`` command imports this package before its ``main`` can catch
+    anything; it reads the settings itself and reports a bad variable as one line."""
+    import os
+    import sys
+
+    script = os.path.basename(getattr(sys.modules.get("__main__"), "__file__", None) or "")
+    return script in ("routetrace", "routetrace.exe", "routetrace-script.py")
+
+
 # Read the environment now: a malformed variable fails at start-up, naming itself.
-_get_tracer()
+if not _is_cli_process():
+    _get_tracer()

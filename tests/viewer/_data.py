@@ -3,6 +3,7 @@ tests (the export pipeline has its own tests; here the timings must be exact).""
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
 
@@ -37,7 +38,7 @@ def make_trace(n: int, experiment_id: str, name: str, start_ms: int,
                response_preview: str | None = None, inputs: object = None,
                tags: dict[str, str] | None = None) -> Trace:
     """``spans``: (name, type, parent index or None, start offset ms, duration ms, status)."""
-    tid = format_trace_id(0xABC0000 + n)
+    tid = format_trace_id(random.Random(n).getrandbits(128))
     t0 = start_ms * MS
     ids = [f"{n:08x}{i:08x}" for i in range(len(spans))]
     out = []
