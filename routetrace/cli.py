@@ -650,55 +650,44 @@ def cmd_spool_replay(args: argparse.Namespace) -> int:
 
 # -- routes, push (modules of the routing and backends packages) ---------------------------
 def cmd_routes(args: argparse.Namespace) -> int:
-    try:
-        from routetrace.routing import config as route_config
-        from routetrace.routing.explain import describe, explain
-    except ImportError as exc:
-        raise CliError(f"the route table tools are not available: {exc}") from None
-    load = next((getattr(route_config, n) for n in ("load_route_table", "load_config", "load")
-                 if callable(getattr(route_config, n, None))), None)
-    if load is None:
-        raise CliError("routetrace.routing.config has no loader this command knows")
-    path = args.config or _tracer(args).settings.config_path
-    try:
-        table = load(path)
-    except (OSError, ValueError) as exc:
-        raise CliError(str(exc)) from None
-    if args.explain:
-        _out(str(explain(table, args.explain, args.method)))
-    else:
-        _out(str(describe(table)))
+    _tracer(args)  # ROUTETRACE_CONFIG and the default experiment come from the settings
+    from routetrace.routing import config as route_config
+    from routetrace.routing.explain import describe, explain
+
+    if args.method and not args.explain:
+        raise CliError("--method goes with --explain PATH", EXIT_USAGE)
+    table = route_config.load(args.config)  # ConfigError names the file, line and key
+    text = explain(table, args.explain, args.method or "GET") if args.explain \
+        else describe(table)
+    for line in text.splitlines():
+        _out(_safe(line))
     return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    try:
-        from routetrace.backends.push import push
-    except ImportError as exc:
-        raise CliError(f"push is not available: {exc}") from None
     from routetrace.backends import backend_for_uri
+    from routetrace.backends.push import push
 
     tracer = _tracer(args)
     try:
-        source = backend_for_uri(args.source, tracer.settings)
         target = backend_for_uri(args.target, tracer.settings)
     except ValueError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
+        raise CliError(f"--to: {exc}", EXIT_USAGE) from None
     progress = Progress("pushing", None)
-
-    def on_progress(done: int, total: int | None = None, *_: Any) -> None:
-        progress.update(done, total)
-
     try:
-        result = push(source, target, experiment=args.experiment,
-                      since_ms=args.since, progress=on_progress)
+        result = push(args.source, target, experiment=args.experiment, since_ms=args.since,
+                      progress=lambda done, total: progress.update(done, total))
     finally:
         progress.close()
-    _out(f"Pushed from {source.uri} to {target.uri}: {result}")
-    failed = getattr(result, "failed", None)
-    if failed:
-        raise CliError(f"{len(failed) if hasattr(failed, '__len__') else failed} "
-                       "trace(s) could not be pushed")
+    spooled = (f", {result.spool_traces} from {result.spool_files} spool file(s)"
+               if result.spool_files else "")
+    _out(f"Pushed {result.pushed} trace(s) from {args.source} to {target.uri}{spooled}; "
+         f"{result.skipped} already there; {result.seconds:.1f} s.")
+    if result.failed:
+        for failure in result.failed[:5]:
+            _err(f"not pushed: {_safe(failure)}")
+        raise CliError(f"{len(result.failed)} batch(es) could not be pushed; run the same "
+                       "command again to retry them (what arrived is skipped)")
     return 0
 
 
@@ -956,7 +945,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", metavar="PATH",
                    help="route table (default: $ROUTETRACE_CONFIG, routetrace.toml, pyproject)")
     r.add_argument("--explain", metavar="PATH", help="which rule a request path hits")
-    r.add_argument("--method", default="GET", metavar="M", help="request method (default GET)")
+    r.add_argument("--method", metavar="M", help="request method for --explain (default GET)")
     r.set_defaults(func=cmd_routes)
 
     pu = sub.add_parser("push", help="copy traces from one store to another")
