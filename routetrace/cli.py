@@ -114,7 +114,7 @@ def _table(headers: Sequence[str], rows: list[list[str]], *, flex: Sequence[int]
         while pending:
             share = room // len(pending)
             i = pending.pop(0)
-            sizes[i] = max(8, min(natural[i], share))
+            sizes[i] = max(8, len(headers[i]), min(natural[i], share))
             room -= sizes[i]
     out = []
     for row_index, row in enumerate([list(headers), *rows]):
@@ -169,10 +169,11 @@ class Progress:
             self.stream.flush()
 
 
-def _when(ms: int | None) -> str:
+def _when(ms: int | None, *, short: bool = False) -> str:
     if ms is None:
         return "–"
-    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(ms / 1000).strftime(
+        "%m-%d %H:%M:%S" if short else "%Y-%m-%d %H:%M:%S")
 
 
 def _duration_ms(ms: int | None) -> str:
@@ -337,7 +338,7 @@ def cmd_traces_list(args: argparse.Namespace) -> int:
         _out("No traces match." if (ids or args.filter) else f"No traces in {backend.uri}.")
         return 0
     rows = [
-        [_short_id(i.trace_id), _when(i.request_time),
+        [_short_id(i.trace_id), _when(i.request_time, short=_width() < 100),
          _safe(i.experiment_name or i.experiment_id), _safe(i.name or "–"), str(i.state),
          _duration_ms(i.execution_duration), _safe((i.request_preview or "")[:2000])]
         for i in (t.info for t in traces)
@@ -450,8 +451,15 @@ def render_trace(trace: Trace, *, full: bool = False, width: int | None = None) 
                 _print_value("inputs", span.inputs, "  ", True, width)
                 _print_value("outputs", span.outputs, "  ", True, width)
                 _print_value("attributes", span.attributes, "  ", True, width)
-            events = [e.to_dict() for e in span.events]
-            _print_value("events", events, "  ", full, width)
+            if full:
+                _print_value("events", [e.to_dict() for e in span.events], "  ", True, width)
+                continue
+            for event in span.events:
+                a = event.attributes
+                what = ": ".join(str(a[k]) for k in ("exception.type", "exception.message")
+                                 if a.get(k)) or ", ".join(f"{k}={v}" for k, v in a.items())
+                _out(_cut(f"  event {_safe(event.name)}" + (f": {_safe(what)}" if what else ""),
+                          width))
     _out("")
     _print_value("request", info.request_preview, "", full, width)
     _print_value("response", info.response_preview, "", full, width)
