@@ -536,7 +536,8 @@ class MlflowServerBackend(Backend):
                               if e.lifecycle_stage == "active"]
         if not experiment_ids:
             return []
-        clauses = [f"({filter_string})"] if filter_string and filter_string.strip() else []
+        # MLflow's filter grammar has AND only and no parentheses: clauses are joined as-is.
+        clauses = [filter_string.strip()] if filter_string and filter_string.strip() else []
         if run_id:
             clauses.append(f"metadata.`mlflow.sourceRun` = '{_quote(run_id)}'")
         wanted = max_results + max(0, int(offset))
@@ -574,7 +575,7 @@ class MlflowServerBackend(Backend):
         try:
             return self._json("POST", f"{_V3}/search", json=body, what="searching traces")
         except BackendError as exc:
-            if not exc.retryable and "INVALID_PARAMETER_VALUE" in str(exc):
+            if not exc.retryable and "HTTP 400" in str(exc):
                 raise ValueError(f"{self.uri} rejected the search: {exc}") from None
             raise
 
