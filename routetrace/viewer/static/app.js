@@ -1,5 +1,5 @@
 // routetrace viewer. Vanilla JS, no dependencies. Every value from a trace is request data:
-// it only ever reaches the page through textContent, never innerHTML.
+// it only ever reaches the page through textContent and text nodes, never as markup.
 "use strict";
 
 (function () {
