@@ -97,8 +97,10 @@ class TracingMiddleware:
                     _context_destination.reset(dest_token)
                 await self.app(scope, receive, send)
                 return
-            ex = _ASGIExchange(self.table, rule, method, scope["path"], receive, send,
-                               self._trace_id_header)
+            ex = _ASGIExchange(self.table, rule, method, scope["path"])
+            ex._receive = receive
+            ex._send = send
+            ex._header = self._trace_id_header
             ex.scope = scope
             ex.root_path = scope.get("root_path", "")
             ex.span = span
@@ -130,16 +132,11 @@ class TracingMiddleware:
 class _ASGIExchange(Exchange):
     """Per-request wrappers of ``receive`` and ``send``; never raise for tracing reasons."""
 
-    __slots__ = ("_end_ns", "_header", "_receive", "_send", "_trailers")
-
-    def __init__(self, table: RouteTable, rule: Rule, method: str, path: str,
-                 receive: Receive, send: Send, header: bytes | None) -> None:
-        super().__init__(table, rule, method, path)
-        self._receive = receive
-        self._send = send
-        self._header = header
-        self._trailers = False
-        self._end_ns: int | None = None
+    _receive: Receive
+    _send: Send
+    _header: bytes | None = None
+    _trailers = False
+    _end_ns: int | None = None
 
     def end(self, status: int | None = None) -> None:
         if self.ended:

@@ -90,42 +90,26 @@ def _body(chunks: list[bytes], size: int, cap: int, content_type: str) -> Any:
 class Exchange:
     """One request's captured facts: written on the request path, read by :meth:`build`."""
 
-    __slots__ = (
-        "disconnected",
-        "ended",
-        "environ",
-        "method",
-        "path",
-        "req_body",
-        "req_size",
-        "resp_body",
-        "resp_size",
-        "response_headers",
-        "root_path",
-        "rule",
-        "scope",
-        "span",
-        "status",
-        "table",
-    )
+    # Class-level defaults: the request path only assigns what it has (a few µs matter here).
+    scope: Any = None
+    environ: Any = None
+    root_path = ""
+    span: LiveSpan
+    status: int | None = None
+    response_headers: Any = None
+    req_body: list[bytes] | None = None
+    req_size = 0
+    resp_body: list[bytes] | None = None
+    resp_size = 0
+    ended = False
+    disconnected = False
+    route: str | None = None  # WSGI: read at start_response, while Flask's request is alive
 
     def __init__(self, table: RouteTable, rule: Rule, method: str, path: str) -> None:
         self.table = table
         self.rule = rule
         self.method = method
         self.path = path
-        self.scope: Any = None
-        self.environ: Any = None
-        self.root_path = ""
-        self.span: LiveSpan | None = None
-        self.status: int | None = None
-        self.response_headers: Any = None
-        self.req_body: list[bytes] | None = None
-        self.req_size = 0
-        self.resp_body: list[bytes] | None = None
-        self.resp_size = 0
-        self.ended = False
-        self.disconnected = False
 
     # -- request path helpers (cheap) ------------------------------------------------------
     def keep_request_chunk(self, chunk: bytes) -> None:
@@ -169,7 +153,7 @@ class Exchange:
         """The framework's route template, when it exposed one."""
         if self.scope is not None:
             return frameworks.asgi_route(self.scope, self.root_path)
-        return frameworks.wsgi_route(self.environ)
+        return self.route or frameworks.wsgi_route(self.environ)
 
     def build(self, span: LiveSpan) -> None:
         """The deferred half of the capture (``span._deferred``): runs on the export worker."""

@@ -19,6 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
 from routetrace.middleware.capture import Exchange, parse_traceparent
+from routetrace.middleware.frameworks import wsgi_route
 from routetrace.middleware.guard import report
 from routetrace.routing.config import load
 from routetrace.routing.table import RouteTable, Rule
@@ -120,6 +121,9 @@ class _WSGIExchange(Exchange):
         try:
             self.status = int(status[:3])
             self.response_headers = headers
+            # Flask drops environ["werkzeug.request"] when its request context ends: read the
+            # url_rule now, while it is there.
+            self.route = wsgi_route(self.environ)
             header = self._header
             if header is not None and not any(k.lower() == header for k, _ in headers):
                 headers = [*headers, (header, f"tr-{self.span.trace.trace_id:032x}")]
