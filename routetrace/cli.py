@@ -443,10 +443,11 @@ def render_trace(trace: Trace, *, full: bool = False, width: int | None = None) 
             if not full and str(span.status.status_code) != "ERROR":
                 continue
             _out("")
-            _out(f"— {_safe(span.name)} ({_safe(span.span_type)}, "
-                 f"{format_duration_ns(span.duration_ns)}, {span.status.status_code}"
-                 + (f": {_safe(span.status.description)}" if span.status.description else "")
-                 + ")")
+            head = (f"— {_safe(span.name)} ({_safe(span.span_type)}, "
+                    f"{format_duration_ns(span.duration_ns)}, {span.status.status_code}"
+                    + (f": {_safe(span.status.description)}" if span.status.description
+                       else "") + ")")
+            _out(head if full else _cut(head, width))
             if full:
                 _print_value("inputs", span.inputs, "  ", True, width)
                 _print_value("outputs", span.outputs, "  ", True, width)
@@ -778,7 +779,9 @@ def _demo_requests(client: Any) -> list[tuple[str, str]]:
         ("POST", "/math/add", {"json": {"a": 2, "b": 3}}),
         ("POST", "/math/mul", {"json": {"a": 6, "b": 7}}),
         ("POST", "/math/div", {"json": {"a": 1, "b": 0}}),
+        ("POST", "/math/sub", {"json": {"a": 10, "b": 4}}),
         ("POST", "/chat/demo", {"json": {"message": "Tell me about tracing."}}),
+        ("POST", "/chat/demo", {"json": {"message": "And about routes?"}}),
         ("GET", "/slow", {}),
         ("GET", "/error", {}),
         ("GET", "/healthz", {}),
@@ -786,13 +789,16 @@ def _demo_requests(client: Any) -> list[tuple[str, str]]:
     outcomes = []
     for method, path, kwargs in calls:
         label = f"{method} {path}"
-        try:
-            with client.stream(method, path, **kwargs) as response:
-                chunks = sum(1 for _ in response.iter_raw())
-            extra = f", {chunks} chunks" if chunks > 1 else ""
-            outcomes.append((label, f"{response.status_code}{extra}"))
-        except httpx.HTTPError as exc:
-            outcomes.append((label, f"failed: {type(exc).__name__}"))
+        for attempt in (1, 2):  # the server closes the connection after a 500: retry once
+            try:
+                with client.stream(method, path, **kwargs) as response:
+                    chunks = sum(1 for _ in response.iter_raw())
+                extra = f", {chunks} chunks" if chunks > 1 else ""
+                outcomes.append((label, f"{response.status_code}{extra}"))
+                break
+            except httpx.TransportError as exc:
+                if attempt == 2:
+                    outcomes.append((label, f"failed: {type(exc).__name__}"))
     return outcomes
 
 
@@ -826,7 +832,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "MLFLOW_TRACE_TIMEOUT_CHECK_INTERVAL_SECONDS": "0.25",
         "PYTHONUNBUFFERED": "1",
     }
-    env.setdefault("MLFLOW_TRACE_TIMEOUT_SECONDS", "30")
     _out(f"Starting the example app (examples/fastapi_app.py) on http://127.0.0.1:{port}, "
          f"traces to {store}")
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed in the finally below)
@@ -860,6 +865,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                        f"{server_log()}") from None
                     time.sleep(0.1)  # polling a subprocess for readiness
             outcomes = _demo_requests(client)
+        _out("Requests sent:")
         for label, outcome in outcomes:
             _out(f"  {label:<18} {outcome}")
     finally:
