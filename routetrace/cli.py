@@ -739,6 +739,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         sock.close()
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
                        + (" (pick another with --port)" if args.port else "")) from None
+    sock.listen(2048)  # connections queue from now on, while uvicorn starts
     port = sock.getsockname()[1]
     hosts = None if not _is_loopback(args.host) else LOOPBACK_NAMES
     app = create_app(backend, allowed_hosts=hosts)

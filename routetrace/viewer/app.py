@@ -175,12 +175,13 @@ def create_app(backend: Backend, *, allowed_hosts: list[str] | None = None,
         return _JSON(trace.to_dict())
 
     async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
+        status = getattr(exc, "status_code", 500)
+        detail = str(getattr(exc, "detail", exc))
         if request.url.path.startswith("/api/"):
-            return _error(exc.status_code, str(exc.detail))
-        if exc.status_code == 404:
+            return _error(status, detail)
+        if status == 404:
             return FileResponse(INDEX, media_type="text/html", status_code=404)
-        return Response(str(exc.detail), status_code=exc.status_code, media_type="text/plain")
+        return Response(detail, status_code=status, media_type="text/plain")
 
     async def backend_error(request: Request, exc: Exception) -> Response:
         return _error(502, f"backend {backend.uri}: {exc}")
