@@ -198,6 +198,7 @@ def protobuf_available() -> bool:
 
 def _set_any(pb: Any, value: Any, style: AttributeStyle) -> None:
     if value is None:
+        pb.SetInParent()  # an empty AnyValue, as OTLP-JSON's {} reads
         return
     if isinstance(value, bool):
         pb.bool_value = value
