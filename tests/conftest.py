@@ -50,3 +50,9 @@ def reset_tracer(monkeypatch: pytest.MonkeyPatch):
 def traces_of(experiment: str | None = None, **kwargs) -> list[routetrace.Trace]:
     assert routetrace.flush(timeout=30), "flush timed out"
     return routetrace.search_traces(experiment, max_results=10_000, **kwargs)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``@pytest.mark.anyio``) run on asyncio."""
+    return "asyncio"

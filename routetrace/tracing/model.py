@@ -129,7 +129,7 @@ class SpanEvent:
             "exception",
             timestamp,
             {
-                "exception.type": type(exc).__qualname__,
+                "exception.type": type(exc).__name__,
                 "exception.message": message,
                 "exception.stacktrace": stack,
             },

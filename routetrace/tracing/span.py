@@ -205,7 +205,7 @@ class LiveSpan(otel_trace.Span):
             event.attributes.update(attributes)
         self.add_event(event)
         message = event.attributes["exception.message"]
-        self.set_status("ERROR", f"{type(exception).__qualname__}: {message}")
+        self.set_status("ERROR", f"{type(exception).__name__}: {message}")
 
     def end(
         self,
