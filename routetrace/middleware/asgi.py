@@ -25,7 +25,7 @@ from routetrace.middleware.capture import Exchange, parse_traceparent
 from routetrace.middleware.guard import report
 from routetrace.middleware.types import ASGIApp, Message, Receive, Scope, Send
 from routetrace.routing.config import load
-from routetrace.routing.table import RouteTable, Rule
+from routetrace.routing.table import RouteTable
 from routetrace.tracing import tracer as tracer_mod
 from routetrace.tracing.destination import _context_destination
 from routetrace.tracing.span import NO_OP_SPAN

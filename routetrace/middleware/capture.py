@@ -55,6 +55,16 @@ def redact_query(query: str, keys: frozenset[str]) -> str:
     return "&".join(parts)
 
 
+def _text(value: str) -> str:
+    """A string any backend can store: lone surrogates (a server's ``surrogateescape`` of a
+    non-UTF-8 path) become backslash escapes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 def _headers(pairs: Iterable[tuple[str, str]], wanted: frozenset[str] | None,
              redact: frozenset[str]) -> dict[str, str]:
     """Captured headers; repeated names joined with ", " (set-cookie is redacted anyway)."""
@@ -177,7 +187,8 @@ class Exchange:
             protocol = env.get("SERVER_PROTOCOL", "").partition("/")[2] or None
         query = redact_query(query, table.redact_query)
 
-        inputs: dict[str, Any] = {"method": self.method, "path": self.path}
+        method, path = _text(self.method), _text(self.path)
+        inputs: dict[str, Any] = {"method": method, "path": path}
         if query:
             inputs["query"] = query
         captured = _headers(request_headers, rule.capture_headers, table.redact_headers)
@@ -202,10 +213,12 @@ class Exchange:
         span.set_outputs(outputs)
 
         template = self.template()
+        if template:
+            template = _text(template)
         route = template or (None if rule.is_default or "*" in rule.pattern else rule.pattern)
         attributes: dict[str, Any] = {
-            "http.request.method": self.method,
-            "url.path": self.path,
+            "http.request.method": method,
+            "url.path": path,
             "url.scheme": scheme,
         }
         if route:
@@ -248,7 +261,7 @@ class Exchange:
             attributes["service.name"] = table.service_name
         span.set_attributes(attributes)
 
-        prefix = "WEBSOCKET" if websocket else self.method
+        prefix = "WEBSOCKET" if websocket else method
         span.update_name(f"{prefix} {route or rule.pattern}" if (route or not rule.is_default)
                          else prefix)
         tags = rule.trace_tags

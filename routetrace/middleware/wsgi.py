@@ -234,6 +234,16 @@ class _TeeInput:
     def read(self, *args: Any) -> bytes:
         return self._keep(self._stream.read(*args))
 
+    def readinto(self, buffer: Any) -> int:
+        # Werkzeug's LimitedStream reads this way.
+        n = self._stream.readinto(buffer)
+        if n:
+            self._keep(bytes(memoryview(buffer)[:n]))
+        return n
+
+    def read1(self, *args: Any) -> bytes:
+        return self._keep(self._stream.read1(*args))
+
     def readline(self, *args: Any) -> bytes:
         return self._keep(self._stream.readline(*args))
 
