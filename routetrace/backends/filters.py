@@ -140,13 +140,13 @@ def parse_filter(text: str | None) -> list[FilterClause]:
                 f"expected a quoted string or a number at character {p3 + 1}, found {v3!r}"
             )
         if vtype == "num":
+            if op in ("LIKE", "ILIKE"):
+                raise ValueError(f"{v1} is a number: LIKE does not apply")
             if not isinstance(value, (int, float)):
                 try:
                     value = float(value) if "." in value else int(value)
                 except ValueError:
                     raise ValueError(f"{v1} compares with a number, not {v3}") from None
-            if op in ("LIKE", "ILIKE"):
-                raise ValueError(f"{v1} is a number: LIKE does not apply")
         elif not isinstance(value, str):
             value = str(value)
         clauses.append(FilterClause(kind, key, op, value))

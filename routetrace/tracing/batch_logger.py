@@ -422,6 +422,14 @@ class BatchLogger:
             log.warning("routetrace: export summary at shutdown: %s", self.snapshot())
         return complete and not leftovers and not pending
 
+    def stop_workers(self, timeout: float = 5.0) -> None:
+        """Stop the worker threads (after ``shutdown``, or when a tracer is replaced)."""
+        self._closed = True
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             stats = ExportStats(**self.stats.to_dict())

@@ -316,8 +316,7 @@ def reset(settings: Settings | None = None) -> Tracer:
     if old is not None:
         old.flush(timeout=10)
         if old._logger is not None:
-            old._logger._closed = True
-            old._logger._wake.set()
+            old._logger.stop_workers()
         if old._watchdog is not None:
             old._watchdog.stop()
     from routetrace import backends
