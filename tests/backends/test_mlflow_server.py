@@ -526,3 +526,56 @@ def test_missing_httpx_says_what_to_install(monkeypatch) -> None:
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r"pip install 'routetrace\[mlflow\]'"):
         MlflowServerBackend.from_uri("http://127.0.0.1:1", load_settings())
+
+
+def test_fastapi_route_table_two_experiments_on_server(mlflow_tracking, client) -> None:
+    fastapi = pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from routetrace.middleware import TracingMiddleware
+
+    math_exp, chat_exp = _name("math-agent"), _name("chat-agent")
+    app = fastapi.FastAPI()
+    app.add_middleware(TracingMiddleware, config={
+        "experiment": _name("web"),
+        "routes": [
+            {"path": "/math/{op}", "methods": ["POST"], "experiment": math_exp,
+             "span_type": "AGENT"},
+            {"path": "/chat/**", "experiment": chat_exp},
+        ],
+    })
+
+    @app.post("/math/{op}")
+    def math(op: str) -> dict[str, int]:
+        with routetrace.start_span("compute", span_type=SpanType.TOOL) as span:
+            span.set_inputs({"op": op})
+            span.set_outputs(4)
+        return {"result": 4}
+
+    @app.get("/chat/{cid}")
+    def chat(cid: str) -> dict[str, str]:
+        return {"reply": f"hi {cid}"}
+
+    with TestClient(app) as http:
+        assert http.post("/math/add").json() == {"result": 4}
+        assert http.get("/chat/42").json() == {"reply": "hi 42"}
+    assert routetrace.flush(timeout=60)
+
+    (m,) = mlflow.search_traces(locations=[_experiment_id(mlflow_tracking.url, math_exp)],
+                                return_type="list")
+    (c,) = mlflow.search_traces(locations=[_experiment_id(mlflow_tracking.url, chat_exp)],
+                                return_type="list")
+    m = mlflow.get_trace(m.info.trace_id)
+    assert m.info.tags["mlflow.traceName"] == "POST /math/{op}"
+    assert m.info.state.value == "OK"
+    spans = {s.name: s for s in m.data.spans}
+    by_id = {s.span_id: s for s in m.data.spans}
+    ancestors, cur = [], spans["compute"]
+    while cur.parent_id is not None:
+        cur = by_id[cur.parent_id]
+        ancestors.append(cur.name)
+    assert ancestors[-1] == "POST /math/{op}"  # the span tree reaches the request's root
+    assert spans["POST /math/{op}"].span_type == "AGENT"
+    assert spans["compute"].span_type == "TOOL"
+    assert spans["compute"].outputs == 4
+    assert c.info.tags["mlflow.traceName"] == "GET /chat/{cid}"
