@@ -314,7 +314,7 @@ def reset(settings: Settings | None = None) -> Tracer:
         old = _tracer
         _tracer = None
     if old is not None:
-        old.flush(timeout=10)
+        old.flush(timeout=2)
         if old._logger is not None:
             old._logger.stop_workers()
         if old._watchdog is not None:
