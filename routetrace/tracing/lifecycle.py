@@ -31,6 +31,14 @@ def install(install_signal_handler: bool) -> None:
     if _installed:
         return
     _installed = True
+    # threading's exit hooks run before atexit's, and also in multiprocessing's forked
+    # children, which leave through os._exit and never run atexit handlers.
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_at_exit)
+        except RuntimeError:  # the interpreter is already shutting down
+            pass
     atexit.register(_at_exit)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,169 @@
+"""Exit, SIGTERM and fork, in real child processes with real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from routetrace.backends.local import LocalStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(script: str, store: Path, **env: str) -> subprocess.CompletedProcess:
+    full_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(ROOT),
+        "MLFLOW_TRACKING_URI": str(store),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], env=full_env, capture_output=True,
+        text=True, timeout=120, check=False,
+    )
+
+
+def _names(store: Path) -> list[str]:
+    traces = LocalStore.from_uri(str(store)).search_traces(max_results=100_000)
+    return sorted(t.root_span.name for t in traces)
+
+
+SLOW_STORE = """
+import time
+from routetrace.backends.local import LocalStore
+_orig = LocalStore.write_traces
+def slow(self, experiment, traces):
+    time.sleep(0.002)  # a slower disk: the queue is never empty when the process stops
+    _orig(self, experiment, traces)
+LocalStore.write_traces = slow
+"""
+
+
+def test_exit_flushes_the_queue_and_exports_open_spans_with_error(tmp_path):
+    store = tmp_path / "store"
+    proc = _run(SLOW_STORE + """
+import threading, routetrace
+for i in range(500):
+    with routetrace.start_span(f"t{i}"):
+        pass
+span = routetrace._get_tracer().start_span("unfinished", parent=None)
+print(routetrace.get_export_stats()["written"] < 500)
+""", store)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"  # the queue was not drained when the script ended
+    assert _names(store) == sorted([f"t{i}" for i in range(500)] + ["unfinished"])
+    trace = next(t for t in LocalStore.from_uri(str(store)).search_traces(max_results=1000)
+                 if t.root_span.name == "unfinished")
+    assert trace.info.state == "ERROR"
+    assert trace.root_span.events[0].name == "exit"
+
+
+def test_sigterm_with_default_disposition_flushes_then_dies_by_sigterm(tmp_path):
+    store = tmp_path / "store"
+    proc = _run(SLOW_STORE + """
+import os, signal, routetrace
+for i in range(300):
+    with routetrace.start_span(f"t{i}"):
+        pass
+os.kill(os.getpid(), signal.SIGTERM)
+import time; time.sleep(30)
+print("not reached")
+""", store)
+    assert proc.returncode == -signal.SIGTERM  # died as it would have without routetrace
+    assert "not reached" not in proc.stdout
+    assert _names(store) == sorted(f"t{i}" for i in range(300))
+
+
+def test_sigterm_chains_to_the_handler_installed_before(tmp_path):
+    store = tmp_path / "store"
+    proc = _run(SLOW_STORE + """
+import signal, sys, routetrace
+def app_handler(signum, frame):
+    print("app handler ran")
+    sys.exit(3)
+signal.signal(signal.SIGTERM, app_handler)
+for i in range(300):
+    with routetrace.start_span(f"t{i}"):
+        pass
+assert signal.getsignal(signal.SIGTERM) is not app_handler  # routetrace wrapped it
+signal.raise_signal(signal.SIGTERM)
+""", store, ROUTETRACE_SIGNAL_HANDLERS="true")
+    assert proc.stdout.strip() == "app handler ran"
+    assert proc.returncode == 3  # the app decided how to exit
+    assert _names(store) == sorted(f"t{i}" for i in range(300))
+
+
+def test_signal_handlers_can_be_left_alone(tmp_path):
+    proc = _run("""
+import signal, routetrace
+with routetrace.start_span("x"):
+    pass
+print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+""", tmp_path / "store", ROUTETRACE_SIGNAL_HANDLERS="false")
+    assert proc.stdout.strip() == "True", proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_gets_fresh_workers_and_nothing_twice(tmp_path):
+    store = tmp_path / "store"
+    proc = _run(SLOW_STORE + """
+import os, routetrace
+for i in range(200):
+    with routetrace.start_span(f"parent-before-{i}"):
+        pass
+pid = os.fork()
+if pid == 0:
+    for i in range(100):
+        with routetrace.start_span(f"child-{i}"):
+            pass
+    os._exit(0 if routetrace.flush(30) else 1)
+for i in range(50):
+    with routetrace.start_span(f"parent-after-{i}"):
+        pass
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+""", store)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0"
+    names = _names(store)
+    assert len(names) == len(set(names)) == 350
+    assert names == sorted(
+        [f"parent-before-{i}" for i in range(200)] + [f"child-{i}" for i in range(100)]
+        + [f"parent-after-{i}" for i in range(50)]
+    )
+
+
+def test_multiprocessing_fork_children_flush_at_exit(tmp_path):
+    store = tmp_path / "store"
+    proc = _run(SLOW_STORE + """
+import multiprocessing, routetrace
+
+def work(k):
+    for i in range(100):
+        with routetrace.start_span(f"w{k}-{i}"):
+            pass
+    # no flush: the child leaves through os._exit; routetrace's exit hook must run anyway
+
+if __name__ == "__main__":
+    with routetrace.start_span("parent"):
+        pass
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=work, args=(k,)) for k in range(2)]
+    for p in procs: p.start()
+    for p in procs: p.join(60)
+    print([p.exitcode for p in procs])
+""", store)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[0, 0]"
+    assert _names(store) == sorted(
+        ["parent"] + [f"w{k}-{i}" for k in range(2) for i in range(100)]
+    )
+    conn = sqlite3.connect(LocalStore.from_uri(str(store)).db_path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
