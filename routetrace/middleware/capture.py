@@ -24,6 +24,7 @@ __all__ = ["REDACTED", "Exchange", "parse_traceparent", "redact_query"]
 
 REDACTED = "REDACTED"  # the placeholder OpenTelemetry's semantic conventions use
 
+_ATTRIBUTE_HEADERS = frozenset({"host", "user-agent", "content-type"})
 _TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 
 
@@ -58,6 +59,8 @@ def redact_query(query: str, keys: frozenset[str]) -> str:
 def _text(value: str) -> str:
     """A string any backend can store: lone surrogates (a server's ``surrogateescape`` of a
     non-UTF-8 path) become backslash escapes."""
+    if value.isascii():
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -140,9 +143,15 @@ class Exchange:
 
     # -- on the export worker --------------------------------------------------------------
     def _request_headers(self) -> list[tuple[str, str]]:
+        """Decoded request headers: the captured ones and those attributes need."""
         if self.scope is not None:
-            return [(k.decode("latin-1").lower(), v.decode("latin-1"))
-                    for k, v in self.scope.get("headers") or ()]
+            wanted = self.rule.capture_headers
+            out = []
+            for k, v in self.scope.get("headers") or ():
+                name = k.decode("latin-1").lower()
+                if wanted is None or name in wanted or name in _ATTRIBUTE_HEADERS:
+                    out.append((name, v.decode("latin-1")))
+            return out
         env = self.environ
         out = []
         for key, value in env.items():
@@ -155,8 +164,13 @@ class Exchange:
     def _response_headers(self) -> list[tuple[str, str]]:
         headers = self.response_headers or ()
         if self.scope is not None:
-            return [(bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1"))
-                    for k, v in headers]
+            wanted = self.rule.capture_headers
+            out = []
+            for k, v in headers:
+                name = bytes(k).decode("latin-1").lower()
+                if wanted is None or name in wanted or name == "content-type":
+                    out.append((name, bytes(v).decode("latin-1")))
+            return out
         return [(str(k).lower(), str(v)) for k, v in headers]
 
     def template(self) -> str | None:
