@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,15 @@ _PREFIXES = ("MLFLOW_", "ROUTETRACE_", "OTEL_")
 
 
 @pytest.fixture(autouse=True)
-def tracer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tracer]:
+def tracer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tracer:
     for key in list(os.environ):
         if key.startswith(_PREFIXES):
             monkeypatch.delenv(key)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path / "mlruns"))
     # The test process is pytest's: routetrace must not take over its SIGTERM.
     monkeypatch.setenv("ROUTETRACE_SIGNAL_HANDLERS", "false")
-    t = tracer_mod.reset()
-    yield t
     # The next test's reset() flushes (briefly) and stops this tracer's workers.
+    return tracer_mod.reset()
 
 
 @pytest.fixture

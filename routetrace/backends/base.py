@@ -109,6 +109,12 @@ class Backend(abc.ABC):
     def stats(self) -> dict[str, Any]:
         return {}
 
+    def before_fork(self) -> None:  # noqa: B027 - optional hook
+        """Called in the parent just before ``os.fork``: finish anything in progress."""
+
+    def after_fork_in_parent(self) -> None:  # noqa: B027 - optional hook
+        """Called in the parent right after ``os.fork``."""
+
     def after_fork(self) -> None:
         """Drop connections inherited from the parent process."""
         return

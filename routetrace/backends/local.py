@@ -86,6 +86,18 @@ _TRACE_COLUMNS = (
 )
 
 
+def _locked(method):  # type: ignore[no-untyped-def]
+    """Run a store method under the store's lock (see ``_sqlite_lock``)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with self._sqlite_lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class LocalStore(Backend):
     max_concurrency = 1
 
@@ -101,6 +113,10 @@ class LocalStore(Backend):
         self._experiments: dict[str, ExperimentInfo] = {}
         self._initialised = False
         self._init_lock = threading.Lock()
+        # Held around every SQLite call, and across os.fork: SQLite's mutexes and lock
+        # bookkeeping are copied into a forked child, so a fork while another thread is
+        # inside SQLite (opening, reading, writing) would leave the child stuck forever.
+        self._sqlite_lock = threading.RLock()
 
     @classmethod
     def from_uri(cls, uri: str) -> LocalStore:
@@ -172,9 +188,18 @@ class LocalStore(Backend):
                 raise BackendError(f"cannot open the local store {self.db_path}: {exc}") from exc
             self._initialised = True
 
+    def before_fork(self) -> None:
+        self._sqlite_lock.acquire()
+
+    def after_fork_in_parent(self) -> None:
+        self._sqlite_lock.release()
+
     def after_fork(self) -> None:
+        # The parent's connections are abandoned, never closed: closing them here could
+        # checkpoint or unlock on the parent's behalf.
         self._local = threading.local()
         self._pid = os.getpid()
+        self._sqlite_lock = threading.RLock()
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -183,47 +208,52 @@ class LocalStore(Backend):
             self._local.conn = None
 
     # -- experiments and runs -------------------------------------------------------------
+    @_locked
     def resolve_experiment(self, experiment: Experiment, *, create: bool = True) -> ExperimentInfo:
         cached = self._experiments.get(experiment.key)
         if cached is not None:
             return cached
         conn = self._conn()
         try:
-            if experiment.experiment_id is not None:
-                try:
-                    exp_id = int(experiment.experiment_id)
-                except ValueError:
-                    raise BackendError(
-                        f"experiment id {experiment.experiment_id!r} does not exist in {self.uri} "
-                        "(local store ids are integers)", retryable=False,
-                    ) from None
-                row = conn.execute(
-                    "SELECT experiment_id, name, creation_time, lifecycle_stage FROM experiments "
-                    "WHERE experiment_id = ?", (exp_id,),
-                ).fetchone()
-                if row is None:
-                    raise BackendError(
-                        f"experiment id {experiment.experiment_id!r} does not exist in {self.uri}",
-                        retryable=False,
-                    )
-            else:
-                row = self._experiment_by_name(conn, experiment.name or "")
-                if row is None:
-                    if not create:
-                        raise BackendError(
-                            f"no experiment named {experiment.name!r} in {self.uri}",
-                            retryable=False,
-                        )
-                    conn.execute(
-                        "INSERT OR IGNORE INTO experiments (name, creation_time) VALUES (?, ?)",
-                        (experiment.name, int(time.time() * 1000)),
-                    )
-                    row = self._experiment_by_name(conn, experiment.name or "")
+            row = self._resolve(conn, experiment, create)
         except sqlite3.Error as exc:
             raise BackendError(f"local store {self.db_path}: {exc}") from exc
         info = ExperimentInfo(str(row[0]), row[1], row[2], row[3])
         self._experiments[experiment.key] = info
         return info
+
+    def _resolve(self, conn: sqlite3.Connection, experiment: Experiment, create: bool) -> tuple:
+        if experiment.experiment_id is not None:
+            try:
+                exp_id = int(experiment.experiment_id)
+            except ValueError:
+                raise BackendError(
+                    f"experiment id {experiment.experiment_id!r} does not exist in {self.uri} "
+                    "(local store ids are integers)", retryable=False,
+                ) from None
+            row = conn.execute(
+                "SELECT experiment_id, name, creation_time, lifecycle_stage FROM experiments "
+                "WHERE experiment_id = ?", (exp_id,),
+            ).fetchone()
+            if row is None:
+                raise BackendError(
+                    f"experiment id {experiment.experiment_id!r} does not exist in {self.uri}",
+                    retryable=False,
+                )
+        else:
+            row = self._experiment_by_name(conn, experiment.name or "")
+            if row is None:
+                if not create:
+                    raise BackendError(
+                        f"no experiment named {experiment.name!r} in {self.uri}",
+                        retryable=False,
+                    )
+                conn.execute(
+                    "INSERT OR IGNORE INTO experiments (name, creation_time) VALUES (?, ?)",
+                    (experiment.name, int(time.time() * 1000)),
+                )
+                row = self._experiment_by_name(conn, experiment.name or "")
+        return row
 
     @staticmethod
     def _experiment_by_name(conn: sqlite3.Connection, name: str) -> tuple | None:
@@ -232,6 +262,7 @@ class LocalStore(Backend):
             "WHERE name = ?", (name,),
         ).fetchone()
 
+    @_locked
     def list_experiments(self) -> list[ExperimentInfo]:
         rows = self._conn().execute(
             "SELECT experiment_id, name, creation_time, lifecycle_stage FROM experiments "
@@ -239,6 +270,7 @@ class LocalStore(Backend):
         ).fetchall()
         return [ExperimentInfo(str(r[0]), r[1], r[2], r[3]) for r in rows]
 
+    @_locked
     def experiment_summaries(self) -> list[dict[str, Any]]:
         """Experiments with their trace counts, errors and last trace time (CLI, viewer)."""
         rows = self._conn().execute(
@@ -255,6 +287,7 @@ class LocalStore(Backend):
             for r in rows
         ]
 
+    @_locked
     def create_run(self, experiment: ExperimentInfo, run_name: str | None) -> str:
         import uuid
 
@@ -266,6 +299,7 @@ class LocalStore(Backend):
         )
         return run_id
 
+    @_locked
     def end_run(self, run_id: str, status: str) -> None:
         self._conn().execute(
             "UPDATE runs SET end_time = ?, status = ? WHERE run_id = ?",
@@ -273,6 +307,7 @@ class LocalStore(Backend):
         )
 
     # -- writing ------------------------------------------------------------------------
+    @_locked
     def write_traces(self, experiment: ExperimentInfo, traces: list[Trace]) -> None:
         if not traces:
             return
@@ -345,12 +380,14 @@ class LocalStore(Backend):
             return None
         return self._rows_to_traces(conn, [row], include_spans=True)[0]
 
+    @_locked
     def get_trace(self, trace_id: str) -> Trace | None:
         try:
             return self._load(self._conn(), parse_trace_id(trace_id))
         except sqlite3.Error as exc:
             raise BackendError(f"local store {self.db_path}: {exc}") from exc
 
+    @_locked
     def search_traces(
         self,
         *,
@@ -394,6 +431,7 @@ class LocalStore(Backend):
         except sqlite3.Error as exc:
             raise BackendError(f"local store {self.db_path}: {exc}") from exc
 
+    @_locked
     def count_traces(self, *, experiment_ids: list[str] | None = None,
                      filter_string: str | None = None) -> int:
         where, params = filters.to_sql(filters.parse_filter(filter_string))
@@ -439,6 +477,7 @@ class LocalStore(Backend):
         return out
 
     # -- deleting -----------------------------------------------------------------------
+    @_locked
     def delete_traces(
         self,
         *,
@@ -457,7 +496,10 @@ class LocalStore(Backend):
         if max_traces is not None and (not isinstance(max_traces, int) or max_traces < 1):
             raise ValueError(f"max_traces must be a positive integer, not {max_traces!r}")
         exp = int(experiment_id)
-        conn = self._conn()
+        return self._delete(self._conn(), exp, max_timestamp_millis, max_traces, trace_ids)
+
+    def _delete(self, conn: sqlite3.Connection, exp: int, max_timestamp_millis: int | None,
+                max_traces: int | None, trace_ids: list[str] | None) -> int:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -494,6 +536,7 @@ class LocalStore(Backend):
             raise BackendError(f"local store {self.db_path}: {exc}") from exc
         return len(victims)
 
+    @_locked
     def stats(self) -> dict[str, Any]:
         conn = self._conn()
         traces = conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]

@@ -53,7 +53,7 @@ _attach = otel_context.attach
 _detach = otel_context.detach
 _set_span_in_context = otel_trace.set_span_in_context
 _get_current_span = otel_trace.get_current_span
-_last_trace_id: str | None = None
+_last_trace: Any = None
 
 
 def _record_error(span: LiveSpan, exc: BaseException) -> None:
@@ -64,10 +64,10 @@ def _record_error(span: LiveSpan, exc: BaseException) -> None:
 
 
 def _end(span: LiveSpan) -> None:
-    global _last_trace_id
+    global _last_trace
     try:
         if span.parent_span_id is None:
-            _last_trace_id = span.trace_id
+            _last_trace = span.trace
         span.end()
     except Exception:
         log.exception("routetrace: ending span %r failed", getattr(span, "name", "?"))
@@ -134,12 +134,43 @@ def start_span(
 
 # -- @trace -------------------------------------------------------------------------------
 def _binder(func: Callable[..., Any]) -> Callable[[tuple, dict], dict[str, Any]]:
+    """A function turning a call's (args, kwargs) into {parameter: value}.
+
+    ``Signature.bind`` costs several microseconds; for the common signature (named
+    parameters only, no ``*args``/``**kwargs``/positional-only) a precomputed zip does the
+    same in a fraction of that, and anything else falls back to ``bind``.
+    """
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError):
         signature = None
+    simple = signature is not None and all(
+        p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in signature.parameters.values()
+    )
+    if simple:
+        assert signature is not None
+        params = signature.parameters
+        positional = tuple(
+            n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD
+        )
+        defaults = {n: p.default for n, p in params.items() if p.default is not p.empty}
+        required = frozenset(n for n in params if n not in defaults)
+        names = frozenset(params)
 
-    def bind(args: tuple, kwargs: dict) -> dict[str, Any]:
+        def fast_bind(args: tuple, kwargs: dict) -> dict[str, Any]:
+            if len(args) <= len(positional) and names.issuperset(kwargs):
+                inputs = dict(zip(positional, args, strict=False))
+                if not kwargs.keys() & inputs.keys():
+                    inputs.update(kwargs)
+                    if len(inputs) < len(params):
+                        for name, value in defaults.items():
+                            inputs.setdefault(name, value)
+                    if required.issubset(inputs):
+                        inputs.pop("self", None)
+                        return {n: inputs[n] for n in params if n in inputs}
+            return slow_bind(args, kwargs)
+
+    def slow_bind(args: tuple, kwargs: dict) -> dict[str, Any]:
         if signature is not None:
             try:
                 bound = signature.bind(*args, **kwargs)
@@ -151,7 +182,7 @@ def _binder(func: Callable[..., Any]) -> Callable[[tuple, dict], dict[str, Any]]
                 pass
         return {"args": list(args), "kwargs": kwargs}
 
-    return bind
+    return fast_bind if simple else slow_bind
 
 
 def _begin(name: str, span_type: str, attributes: Mapping[str, Any] | None,
@@ -352,7 +383,7 @@ def get_active_trace_id() -> str | None:
 
 def get_last_active_trace_id() -> str | None:
     """The id of the last trace whose root span ended in this process (MLflow has it too)."""
-    return _last_trace_id
+    return None if _last_trace is None else format_trace_id(_last_trace.trace_id)
 
 
 def update_current_trace(

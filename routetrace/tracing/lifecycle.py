@@ -41,7 +41,11 @@ def install(install_signal_handler: bool) -> None:
             pass
     atexit.register(_at_exit)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
     if install_signal_handler:
         install_sigterm_handler()
 
@@ -93,6 +97,29 @@ def shutdown(reason: str = "exit") -> None:
 
 def _at_exit() -> None:
     shutdown(reason="exit")
+
+
+def _backends() -> list:
+    from routetrace import backends
+
+    pid = os.getpid()
+    return [b for (_, owner), b in list(backends._cache.items()) if owner == pid]
+
+
+def _before_fork() -> None:
+    for backend in _backends():
+        try:
+            backend.before_fork()
+        except Exception:
+            log.exception("routetrace: preparing %s for fork failed", backend.uri)
+
+
+def _after_fork_in_parent() -> None:
+    for backend in _backends():
+        try:
+            backend.after_fork_in_parent()
+        except Exception:
+            log.exception("routetrace: resuming %s after fork failed", backend.uri)
 
 
 def _after_fork_in_child() -> None:

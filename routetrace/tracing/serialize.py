@@ -43,10 +43,13 @@ def _fallback(obj: Any) -> Any:
         return f"<unrepresentable {type(obj).__qualname__}>"
 
 
+_encode = json.JSONEncoder(default=_fallback, ensure_ascii=False, allow_nan=False).encode
+
+
 def dumps(value: Any) -> str:
     """JSON text for ``value``; never raises."""
     try:
-        return json.dumps(value, default=_fallback, ensure_ascii=False, allow_nan=False)
+        return _encode(value)  # one shared encoder: json.dumps(**kw) builds one per call
     except (ValueError, TypeError, RecursionError):
         pass
     try:

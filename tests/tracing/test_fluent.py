@@ -399,3 +399,37 @@ def test_span_end_twice_and_set_status_validation():
             span.set_status("MAYBE")
     span.end()  # second end: no-op
     assert len(traces_of()) == 1
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        pytest.param(lambda f: f(1), {"a": 1, "b": 2, "c": None}, id="defaults"),
+        pytest.param(lambda f: f(1, c=3), {"a": 1, "b": 2, "c": 3}, id="keyword-only"),
+        pytest.param(lambda f: f(b=5, a=4), {"a": 4, "b": 5, "c": None}, id="keywords reordered"),
+    ],
+)
+def test_fast_argument_binding_matches_signature_bind(call, expected):
+    @routetrace.trace
+    def f(a, b=2, *, c=None):
+        return a
+
+    call(f)
+    assert _only(traces_of()).root_span.inputs == expected
+
+
+def test_binding_of_varargs_and_bad_calls_falls_back():
+    @routetrace.trace
+    def g(a, *rest, **extra):
+        return a
+
+    g(1, 2, 3, k="v")
+    assert _only(traces_of()).root_span.inputs == {"a": 1, "rest": [2, 3], "extra": {"k": "v"}}
+
+    @routetrace.trace
+    def h(a):
+        return a
+
+    with pytest.raises(TypeError):
+        h(1, 2)  # the function's own TypeError, not routetrace's
+    assert traces_of()[0].root_span.inputs == {"args": [1, 2], "kwargs": {}}
