@@ -178,6 +178,10 @@ def to_sql(clauses: list[FilterClause]) -> tuple[str, list[Any]]:
             sql, value = _condition(c.op, c.key, c.value)
             parts.append(sql)
             params.append(value)
+        elif c.kind == "tag" and c.key == "mlflow.traceName":  # stored as the name column
+            sql, value = _condition(c.op, "t.name", c.value)
+            parts.append(sql)
+            params.append(value)
         else:
             table = "trace_tags" if c.kind == "tag" else "trace_metadata"
             cond, value = _condition(c.op, "x.value", c.value)

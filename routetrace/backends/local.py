@@ -80,9 +80,13 @@ CREATE TABLE IF NOT EXISTS trace_metadata (
 ) WITHOUT ROWID;
 """
 
+_NAME_TAG = "mlflow.traceName"
+_SCHEMA_KEY = "mlflow.trace_schema.version"
+_SCHEMA_VERSION = "3"
+
 _TRACE_COLUMNS = (
     "t.trace_id, t.experiment_id, e.name, t.request_time, t.execution_duration, t.state, "
-    "t.request_preview, t.response_preview, t.run_id"
+    "t.request_preview, t.response_preview, t.run_id, t.span_count, t.name"
 )
 
 
@@ -352,12 +356,16 @@ class LocalStore(Backend):
                     info.execution_duration, str(info.state), info.request_preview,
                     info.response_preview, info.trace_metadata.get("mlflow.sourceRun"),
                     len(spans),
-                    json.dumps([s.to_dict() for s in spans], ensure_ascii=False,
-                               separators=(",", ":"), default=str),
+                    "[" + ",".join(s.to_json() for s in spans) + "]",
                 )
             )
-            tag_rows.extend((tid, k, v) for k, v in info.tags.items())
-            meta_rows.extend((tid, k, v) for k, v in info.trace_metadata.items())
+            # The name and the schema version live in columns / are constant: no rows for them
+            # (one trace then costs one row, which is most of the store's write throughput).
+            tag_rows.extend((tid, k, v) for k, v in info.tags.items() if k != _NAME_TAG)
+            meta_rows.extend(
+                (tid, k, v) for k, v in info.trace_metadata.items()
+                if not (k == _SCHEMA_KEY and v == _SCHEMA_VERSION)
+            )
         conn.executemany(
             "INSERT INTO traces (trace_id, experiment_id, name, request_time, execution_duration, "
             "state, request_preview, response_preview, run_id, span_count, spans) "
@@ -450,8 +458,9 @@ class LocalStore(Backend):
         if not rows:
             return []
         ids = [r[0] for r in rows]
-        tags: dict[str, dict[str, str]] = {i: {} for i in ids}
-        meta: dict[str, dict[str, str]] = {i: {} for i in ids}
+        tags: dict[str, dict[str, str]] = {r[0]: {_NAME_TAG: r[10]} if r[10] is not None else {}
+                                           for r in rows}
+        meta: dict[str, dict[str, str]] = {i: {_SCHEMA_KEY: _SCHEMA_VERSION} for i in ids}
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -472,7 +481,7 @@ class LocalStore(Backend):
                 request_preview=r[6], response_preview=r[7], tags=tags[r[0]],
                 trace_metadata=meta[r[0]],
             )
-            spans = [Span.from_dict(d) for d in json.loads(r[9])] if include_spans else []
+            spans = [Span.from_dict(d) for d in json.loads(r[11])] if include_spans else []
             out.append(Trace(info, TraceData(spans)))
         return out
 

@@ -93,8 +93,8 @@ def build_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trace
                 start_time_ns=span.start_time_ns,
                 end_time_ns=end,
                 status=SpanStatus(span.status, span.status_description),
-                inputs=serialize.loads(span._inputs_json),
-                outputs=serialize.loads(span._outputs_json),
+                inputs_json=span._inputs_json or "null",
+                outputs_json=span._outputs_json or "null",
                 attributes=attributes,
                 events=_events(span),
             )

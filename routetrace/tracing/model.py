@@ -136,22 +136,74 @@ class SpanEvent:
         )
 
 
-@dataclass
-class Span:
-    """A finished span as stored and read back."""
+_MISSING: Any = object()
 
-    trace_id: str
-    span_id: str
-    parent_id: str | None
-    name: str
-    span_type: str
-    start_time_ns: int
-    end_time_ns: int | None
-    status: SpanStatus
-    inputs: Any = None
-    outputs: Any = None
-    attributes: dict[str, Any] = field(default_factory=dict)
-    events: list[SpanEvent] = field(default_factory=list)
+
+class Span:
+    """A finished span as stored and read back.
+
+    ``inputs`` and ``outputs`` may be held as the JSON text they were recorded as and decoded
+    only when read: the export worker and the local store pass that text straight through.
+    """
+
+    __slots__ = (
+        "_inputs", "_inputs_json", "_outputs", "_outputs_json", "attributes", "end_time_ns",
+        "events", "name", "parent_id", "span_id", "span_type", "start_time_ns", "status",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        trace_id: str,
+        span_id: str,
+        parent_id: str | None,
+        name: str,
+        span_type: str,
+        start_time_ns: int,
+        end_time_ns: int | None,
+        status: SpanStatus,
+        inputs: Any = None,
+        outputs: Any = None,
+        attributes: dict[str, Any] | None = None,
+        events: list[SpanEvent] | None = None,
+        *,
+        inputs_json: str | None = None,
+        outputs_json: str | None = None,
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.name = name
+        self.span_type = span_type
+        self.start_time_ns = start_time_ns
+        self.end_time_ns = end_time_ns
+        self.status = status
+        self._inputs = _MISSING if inputs_json is not None else inputs
+        self._inputs_json = inputs_json
+        self._outputs = _MISSING if outputs_json is not None else outputs
+        self._outputs_json = outputs_json
+        self.attributes = attributes if attributes is not None else {}
+        self.events = events if events is not None else []
+
+    @property
+    def inputs(self) -> Any:
+        if self._inputs is _MISSING:
+            self._inputs = json.loads(self._inputs_json)  # type: ignore[arg-type]
+        return self._inputs
+
+    @inputs.setter
+    def inputs(self, value: Any) -> None:
+        self._inputs, self._inputs_json = value, None
+
+    @property
+    def outputs(self) -> Any:
+        if self._outputs is _MISSING:
+            self._outputs = json.loads(self._outputs_json)  # type: ignore[arg-type]
+        return self._outputs
+
+    @outputs.setter
+    def outputs(self, value: Any) -> None:
+        self._outputs, self._outputs_json = value, None
 
     @property
     def request_id(self) -> str:  # MLflow 2 name
@@ -182,6 +234,31 @@ class Span:
             "events": [e.to_dict() for e in self.events],
         }
 
+    def to_json(self) -> str:
+        """Compact JSON of ``to_dict()``, splicing inputs/outputs text without re-encoding."""
+        if self._inputs_json is None and self._outputs_json is None:
+            return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
+                              default=str)
+        d = self.to_dict_without_io()
+        head = json.dumps(d, ensure_ascii=False, separators=(",", ":"), default=str)
+        inputs = self._inputs_json if self._inputs_json is not None else _dump(self._inputs)
+        outputs = self._outputs_json if self._outputs_json is not None else _dump(self._outputs)
+        return f'{head[:-1]},"inputs":{inputs},"outputs":{outputs}}}'
+
+    def to_dict_without_io(self) -> dict[str, Any]:
+        return {
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_id": self.parent_id,
+            "name": self.name,
+            "span_type": self.span_type,
+            "start_time_ns": self.start_time_ns,
+            "end_time_ns": self.end_time_ns,
+            "status": self.status.to_dict(),
+            "attributes": self.attributes,
+            "events": [e.to_dict() for e in self.events],
+        }
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Span:
         status = d.get("status") or {}
@@ -199,6 +276,23 @@ class Span:
             attributes=dict(d.get("attributes") or {}),
             events=[SpanEvent.from_dict(e) for e in d.get("events") or ()],
         )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Span):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Span(name={self.name!r}, span_id={self.span_id!r}, parent_id={self.parent_id!r}, "
+            f"span_type={self.span_type!r}, status={self.status.status_code!r})"
+        )
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 @dataclass

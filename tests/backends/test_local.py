@@ -93,7 +93,10 @@ def test_get_trace_accepts_both_id_forms_and_rejects_garbage(store):
 
 
 def test_delete_traces(store):
-    ids = [_make(f"t{i}", experiment=Experiment(name="del"), sleep_ms=2) for i in range(5)]
+    ids = [
+        _make(f"t{i}", experiment=Experiment(name="del"), sleep_ms=2, tags={"n": str(i)})
+        for i in range(5)
+    ]
     _make("keep", experiment=Experiment(name="other"))
     routetrace.flush()
     assert routetrace.delete_traces("del", trace_ids=[ids[0]]) == 1
@@ -106,9 +109,14 @@ def test_delete_traces(store):
     with pytest.raises(ValueError, match="refusing"):
         routetrace.delete_traces("del")
     assert len(traces_of("other")) == 1
-    # tags are deleted with their trace
+    # tags and metadata are deleted with their trace
     conn = sqlite3.connect(store.db_path)
-    assert conn.execute("SELECT COUNT(*) FROM trace_tags").fetchone()[0] == 2
+    for table in ("trace_tags", "trace_metadata"):
+        orphans = conn.execute(
+            f"SELECT COUNT(*) FROM {table} WHERE trace_id NOT IN (SELECT trace_id FROM traces)"
+        ).fetchone()[0]
+        assert orphans == 0
+    assert conn.execute("SELECT COUNT(*) FROM trace_tags").fetchone()[0] == 1  # t4's 'n' tag
 
 
 def test_write_is_idempotent_and_merges_parts_of_one_trace(store):
