@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, abort, jsonify, request, stream_with_context
 
@@ -36,7 +37,7 @@ def compute(op: str, a: float, b: float) -> float:
 
 
 @app.post("/math/<op>")
-def math(op: str):  # noqa: ANN201
+def math(op: str) -> Any:
     if op not in OPERATIONS:
         abort(404)
     body = request.get_json(force=True)
