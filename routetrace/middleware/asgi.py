@@ -22,7 +22,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
 from routetrace.middleware.capture import Exchange, parse_traceparent
-from routetrace.middleware.guard import report
+from routetrace.middleware.guard import Untraced, abandon, report
 from routetrace.middleware.types import ASGIApp, Message, Receive, Scope, Send
 from routetrace.routing.config import load
 from routetrace.routing.table import RouteTable
@@ -53,6 +53,7 @@ class TracingMiddleware:
         self.table = load(config)
         header = self.table.trace_id_header
         self._trace_id_header = header.encode("latin-1") if header else None
+        self._default_experiment = self.table.default_experiment
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -78,36 +79,32 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         # -- start the root span ---------------------------------------------------------
+        span = dest_token = None
         try:
             remote = None
-            for name, value in scope.get("headers") or ():
+            for name, value in scope["headers"]:
                 if name == b"traceparent":
                     remote = parse_traceparent(value)
                     break
-            dest_token = (
-                None if rule.experiment is None else _context_destination.set(rule.experiment)
-            )
+            if rule.experiment is not None:
+                dest_token = _context_destination.set(rule.experiment)
             span = tracer.start_span(
-                method, rule.span_type, parent=None,
-                route_default=self.table.default_experiment,
+                method, rule.span_type, parent=None, route_default=self._default_experiment,
                 timeout_seconds=rule.timeout_seconds, remote_parent=remote,
             )
             if span is NO_OP_SPAN:
-                if dest_token is not None:
-                    _context_destination.reset(dest_token)
-                await self.app(scope, receive, send)
-                return
+                raise Untraced
             ex = _ASGIExchange(self.table, rule, method, scope["path"])
-            ex._receive = receive
-            ex._send = send
-            ex._header = self._trace_id_header
             ex.scope = scope
             ex.root_path = scope.get("root_path", "")
             ex.span = span
+            ex._receive = receive
+            ex._send = send
+            ex._header = self._trace_id_header
             span._deferred = ex.build
             ctx_token = _attach(_set_span_in_context(span))
-        except Exception:
-            report("starting the request span")
+        except Exception as exc:
+            abandon(exc, span, dest_token)
             await self.app(scope, receive, send)
             return
         # -- run the app -----------------------------------------------------------------

@@ -11,8 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from typing import Any
 
-__all__ = ["counts", "report"]
+from routetrace.tracing.destination import _context_destination
+from routetrace.tracing.span import NO_OP_SPAN
+
+__all__ = ["Untraced", "abandon", "counts", "report"]
 
 log = logging.getLogger("routetrace")
 
@@ -33,3 +37,20 @@ def report(where: str) -> None:
             "this request may be incomplete. Logged at most once a minute.",
             where, counts[where], exc_info=True,
         )
+
+
+class Untraced(Exception):
+    """Tracing turned itself off for this request (e.g. disabled between checks)."""
+
+
+def abandon(exc: Exception, span: Any, dest_token: Any) -> None:
+    """Setting up the trace failed half way: undo what was done; the request runs untraced."""
+    if not isinstance(exc, Untraced):
+        report("starting the request span")
+    try:
+        if dest_token is not None:
+            _context_destination.reset(dest_token)
+        if span is not None and span is not NO_OP_SPAN:
+            span.end()  # do not leave it open until the watchdog or exit finds it
+    except Exception:
+        report("abandoning the request span")

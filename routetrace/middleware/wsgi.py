@@ -20,7 +20,7 @@ from opentelemetry import trace as otel_trace
 
 from routetrace.middleware.capture import Exchange, parse_traceparent
 from routetrace.middleware.frameworks import wsgi_route
-from routetrace.middleware.guard import report
+from routetrace.middleware.guard import Untraced, abandon, report
 from routetrace.routing.config import load
 from routetrace.routing.table import RouteTable, Rule
 from routetrace.tracing import tracer as tracer_mod
@@ -66,21 +66,19 @@ class WSGITracingMiddleware:
             rule = None
         if rule is None:
             return self.app(environ, start_response)
+        span = dest_token = None
         try:
             raw = environ.get("HTTP_TRACEPARENT")
             remote = parse_traceparent(raw.encode("latin-1")) if raw else None
-            dest_token = (
-                None if rule.experiment is None else _context_destination.set(rule.experiment)
-            )
+            if rule.experiment is not None:
+                dest_token = _context_destination.set(rule.experiment)
             span = tracer.start_span(
                 method, rule.span_type, parent=None,
                 route_default=self.table.default_experiment,
                 timeout_seconds=rule.timeout_seconds, remote_parent=remote,
             )
             if span is NO_OP_SPAN:
-                if dest_token is not None:
-                    _context_destination.reset(dest_token)
-                return self.app(environ, start_response)
+                raise Untraced
             ex = _WSGIExchange(self.table, rule, method, path or "/", start_response,
                                self._trace_id_header)
             ex.environ = environ
@@ -89,8 +87,8 @@ class WSGITracingMiddleware:
             if rule.capture_body and "wsgi.input" in environ:
                 environ["wsgi.input"] = _TeeInput(environ["wsgi.input"], ex)
             ctx_token = _attach(_set_span_in_context(span))
-        except Exception:
-            report("starting the request span")
+        except Exception as exc:
+            abandon(exc, span, dest_token)
             return self.app(environ, start_response)
         try:
             result = self.app(environ, ex.start_response)

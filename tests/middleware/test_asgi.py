@@ -631,3 +631,22 @@ def test_json_response_of_a_real_app_is_identical_with_and_without(hello_app: An
     a = call(make(), "GET", "/j/1", query=b"a=1")
     b = call(traced, "GET", "/j/1", query=b"a=1")
     assert a.messages == b.messages
+
+
+def test_failure_after_the_span_started_leaves_nothing_open(
+    hello_app: Any, monkeypatch: Any, tracer: Tracer
+) -> None:
+    def broken(span: Any) -> Any:
+        raise RuntimeError("context bug")
+
+    monkeypatch.setattr("routetrace.middleware.asgi._set_span_in_context", broken)
+    before = guard.counts["starting the request span"]
+    sent = call(TracingMiddleware(hello_app, config={"routes": [{"path": "/**",
+                                                                  "experiment": "x"}]}))
+    assert sent.body == b"hello"
+    assert sent.header(b"x-trace-id") is None
+    assert guard.counts["starting the request span"] == before + 1
+    assert tracer.live == {}  # ended, not leaked until exit
+    from routetrace.tracing.destination import get_context_destination
+
+    assert get_context_destination() is None

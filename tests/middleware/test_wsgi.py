@@ -195,3 +195,24 @@ def test_non_utf8_path_is_matched_and_stored() -> None:
     body, _, _ = run_wsgi_app(mw, environ)
     assert b"".join(body) == "/café/x".encode()
     assert only_trace("cafe").data.spans[0].inputs["path"] == "/café/x"
+
+
+def test_failure_after_the_span_started_leaves_nothing_open(monkeypatch: Any) -> None:
+    from routetrace.middleware import guard
+    from routetrace.tracing.tracer import get_tracer
+
+    def broken(span: Any) -> Any:
+        raise RuntimeError("context bug")
+
+    monkeypatch.setattr("routetrace.middleware.wsgi._set_span_in_context", broken)
+
+    def app(environ: dict, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"fine"]
+
+    before = guard.counts["starting the request span"]
+    body, _, headers = run_wsgi_app(WSGITracingMiddleware(app), create_environ("/"))
+    assert b"".join(body) == b"fine"
+    assert "x-trace-id" not in headers
+    assert guard.counts["starting the request span"] == before + 1
+    assert get_tracer().live == {}
