@@ -594,9 +594,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     missing = _missing_store(backend)
     store = {"uri": backend.uri, **({} if missing else backend.stats())}
     spool = _spool_figures(tracer.spool_dir())
+    from routetrace.tracing.spool import export_summaries
+
+    export = export_summaries(tracer.spool_dir())
     experiments = [] if missing else [r for r in _summaries(backend) if r.get("traces") != 0]
     if args.json:
-        _out(_json_text({"store": store, "spool": spool, "experiments": experiments}))
+        _out(_json_text({"store": store, "spool": spool, "export": export,
+                         "experiments": experiments}))
         return 0
     _out(f"store       {store['uri']}")
     if missing:
@@ -610,6 +614,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     _out(f"  waiting   {spool['files']} file(s), {spool['traces']} trace(s), "
          f"{_human_bytes(spool['bytes'])}"
          + (f"  (`{PROG} spool replay` writes them)" if spool["files"] else ""))
+    if export["processes"]:
+        _out(f"export      {export['dropped']} dropped (queue full), {export['failed']} failed, "
+             f"by {export['processes']} process(es) that shut down with losses")
     if experiments:
         _out("")
         table = [[_safe(r["name"]), str(r.get("traces", "–")), str(r.get("errors", "–")),

@@ -123,3 +123,36 @@ def replay_spool(spool_dir: str | os.PathLike[str] | None = None,
         result.files += 1
         result.traces += len(traces)
     return result
+
+
+_SUMMARY_SUFFIX = ".export-summary.json"
+_SUMMARY_KEYS = ("dropped", "failed", "spooled", "written")
+
+
+def record_export_summary(spool_dir: Path, stats: dict[str, int]) -> Path:
+    """Leave a process's export counts beside its spool at shutdown (``routetrace stats``
+    sums them): the drop count is otherwise gone with the process that counted it."""
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    path = spool_dir / f"{time.time_ns()}-{os.getpid()}{_SUMMARY_SUFFIX}"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({k: int(stats.get(k, 0)) for k in _SUMMARY_KEYS}),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def export_summaries(spool_dir: Path) -> dict[str, int]:
+    """The export counts left by processes that shut down with drops or failures, summed."""
+    total = dict.fromkeys(("processes", *_SUMMARY_KEYS), 0)
+    if not spool_dir.is_dir():
+        return total
+    for path in spool_dir.glob(f"*{_SUMMARY_SUFFIX}"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            counts = {k: int(data.get(k, 0)) for k in _SUMMARY_KEYS}
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+        total["processes"] += 1
+        for k, v in counts.items():
+            total[k] += v
+    return total

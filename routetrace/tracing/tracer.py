@@ -261,7 +261,16 @@ class Tracer:
             self._watchdog.stop()
         if self._logger is None:
             return True
-        return self._logger.shutdown(self.settings.shutdown_grace_seconds)
+        complete = self._logger.shutdown(self.settings.shutdown_grace_seconds)
+        stats = self._logger.stats
+        if stats.dropped or stats.failed:  # outlive the process: `routetrace stats` shows them
+            try:
+                from routetrace.tracing.spool import record_export_summary
+
+                record_export_summary(self.spool_dir(), self._logger.snapshot())
+            except Exception:
+                log.warning("routetrace: could not record the export summary", exc_info=True)
+        return complete
 
     def after_fork_in_child(self) -> None:
         self.live.clear()
