@@ -8,6 +8,7 @@ logger. Nothing here starts a thread until a trace actually needs one.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -38,7 +39,12 @@ __all__ = ["Tracer", "get_tracer", "peek_tracer", "reset"]
 
 log = logging.getLogger("routetrace")
 
-_getrandbits = random.getrandbits
+# Ids come from a private generator: an app calling ``random.seed()`` (reproducible sampling,
+# ``transformers.set_seed``) must not make its requests' trace ids repeat and merge.
+_ids = random.Random()
+_getrandbits = _ids.getrandbits
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.seed)  # forked workers must not share a sequence
 _time_ns = time.time_ns
 _get_current_span = otel_trace.get_current_span
 _tracer: Tracer | None = None
