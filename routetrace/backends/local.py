@@ -325,6 +325,9 @@ class LocalStore(Backend):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        except (sqlite3.InterfaceError, sqlite3.ProgrammingError, UnicodeError) as exc:
+            # The data, not the database: retrying cannot help. Spool it for inspection.
+            raise BackendError(f"local store {self.db_path}: {exc}", retryable=False) from exc
         except sqlite3.Error as exc:
             raise BackendError(f"local store {self.db_path}: {exc}") from exc
 

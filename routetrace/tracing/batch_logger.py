@@ -38,6 +38,11 @@ __all__ = ["BatchLogger", "ExportStats", "write_now"]
 log = logging.getLogger("routetrace")
 
 BATCH_SIZE = 500
+# A busy worker lets the next batch fill for this long instead of waking for every trace:
+# fewer, larger transactions, and the request path almost never has to signal it.
+_LINGER = 0.005
+# A worker with nothing to do for this long sleeps until a request wakes it.
+_IDLE_AFTER = 0.2
 _BACKOFF_INITIAL = 0.1
 _BACKOFF_MAX = 30.0
 _DROP_WARNING_INTERVAL = 60.0
@@ -83,6 +88,8 @@ def _build(live: LiveTrace, procs: tuple) -> Trace | None:
         log.warning("routetrace: could not build trace %032x; dropped it", live.trace_id,
                     exc_info=True)
         return None
+    finally:
+        live.release()
 
 
 def _stamp(traces: list[Trace], info: ExperimentInfo) -> None:
@@ -126,6 +133,9 @@ class BatchLogger:
         self._backend_locks: dict[int, threading.Lock] = {}
         self._threads: list[threading.Thread] = []
         self._started = False
+        # True while the workers sleep (and before they exist): the next put wakes them.
+        self._sleeping = True
+        self._wake_at = max(1, min(batch_size, max_queue_size // 2))
         self._closing = False
         self._closed = False
         self._last_drop_warning = -1e9
@@ -144,10 +154,13 @@ class BatchLogger:
             return False
         trace.seq = next(self._seq)
         queue.append(trace)
-        if not self._started:
-            self._start(trace.backend)
-        elif len(queue) == 1:
+        if self._sleeping:
+            self._sleeping = False
+            if not self._started:
+                self._start(trace.backend)
             self._wake.set()
+        elif len(queue) >= self._wake_at:
+            self._wake.set()  # a burst: do not let the lingering worker overflow the queue
         return True
 
     def _drop(self) -> None:
@@ -188,20 +201,34 @@ class BatchLogger:
         return batch
 
     def _run(self) -> None:
+        idle_since: float | None = None
         while True:
             self._wake.clear()
             delay = self._retry_due() if self._pending else 1.0
             batch = self._take()
             if batch:
+                idle_since = None
                 try:
                     self._process(batch)
                 finally:
                     with self._done:
                         self._inflight.pop(id(batch), None)
                         self._done.notify_all()
+                if len(self._queue) < self._wake_at and not self._closing:
+                    self._wake.wait(_LINGER)
                 continue
             if self._closed and not self._queue:
                 return
+            now = time.monotonic()
+            if idle_since is None:
+                idle_since = now
+            if now - idle_since < _IDLE_AFTER or self._pending:
+                self._wake.wait(min(delay, 0.05))
+                continue
+            self._sleeping = True
+            if self._queue:  # a put raced with going to sleep: it may not have woken us
+                self._sleeping = False
+                continue
             self._wake.wait(delay)
 
     def _process(self, batch: list[LiveTrace]) -> None:

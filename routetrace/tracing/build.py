@@ -17,6 +17,7 @@ from routetrace.tracing.model import (
     format_trace_id,
 )
 from routetrace.tracing.processors import SpanProcessor, run_processors
+from routetrace.tracing.serialize import clean
 
 if TYPE_CHECKING:
     from routetrace.tracing.live_trace import LiveTrace
@@ -36,10 +37,10 @@ def _attributes(span: LiveSpan) -> dict:
         return {}
     out = {}
     for key, value in attrs.items():
-        if value is None or isinstance(value, (str, bool, int, float)):
-            out[key] = value
+        if value is None or isinstance(value, (bool, int, float)):
+            out[clean(key)] = value
         else:
-            out[key] = serialize.to_jsonable(value)
+            out[clean(key)] = serialize.to_jsonable(value)
     return out
 
 
@@ -48,7 +49,7 @@ def _events(span: LiveSpan) -> list[SpanEvent]:
         return []
     return [
         SpanEvent(
-            e.name, e.timestamp,
+            clean(e.name), e.timestamp,
             {k: serialize.to_jsonable(v) for k, v in e.attributes.items()},
         )
         for e in span._events
@@ -88,11 +89,11 @@ def build_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trace
                 trace_id=trace_id,
                 span_id=span.span_id,
                 parent_id=parent,
-                name=span.name,
+                name=clean(span.name),
                 span_type=str(span.span_type),
                 start_time_ns=span.start_time_ns,
                 end_time_ns=end,
-                status=SpanStatus(span.status, span.status_description),
+                status=SpanStatus(span.status, clean(span.status_description)),
                 inputs_json=span._inputs_json or "null",
                 outputs_json=span._outputs_json or "null",
                 attributes=attributes,
@@ -105,22 +106,22 @@ def build_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trace
         )
 
     request_preview = serialize.truncate(
-        root._inputs_json if live.request_preview is None else live.request_preview,
+        root._inputs_json if live.request_preview is None else clean(live.request_preview),
         PREVIEW_MAX_CHARS,
     )
     response_preview = serialize.truncate(
-        root._outputs_json if live.response_preview is None else live.response_preview,
+        root._outputs_json if live.response_preview is None else clean(live.response_preview),
         PREVIEW_MAX_CHARS,
     )
 
-    tags = {"mlflow.traceName": root.name}
+    tags = {"mlflow.traceName": clean(root.name)}
     if live.tags:
-        tags.update(live.tags)
+        tags.update((clean(k), clean(v)) for k, v in live.tags.items())
     metadata = {"mlflow.trace_schema.version": SCHEMA_VERSION}
     if live.run_id:
         metadata["mlflow.sourceRun"] = live.run_id
     if live.metadata:
-        metadata.update(live.metadata)
+        metadata.update((clean(k), clean(v)) for k, v in live.metadata.items())
     if live.aborted:
         metadata["routetrace.aborted"] = live.aborted
 

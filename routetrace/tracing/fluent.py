@@ -53,7 +53,7 @@ _attach = otel_context.attach
 _detach = otel_context.detach
 _set_span_in_context = otel_trace.set_span_in_context
 _get_current_span = otel_trace.get_current_span
-_last_trace: Any = None
+_last_trace_id: int | None = None  # an int: holding the trace would keep it alive
 
 
 def _record_error(span: LiveSpan, exc: BaseException) -> None:
@@ -64,10 +64,10 @@ def _record_error(span: LiveSpan, exc: BaseException) -> None:
 
 
 def _end(span: LiveSpan) -> None:
-    global _last_trace
+    global _last_trace_id
     try:
         if span.parent_span_id is None:
-            _last_trace = span.trace
+            _last_trace_id = span.trace.trace_id
         span.end()
     except Exception:
         log.exception("routetrace: ending span %r failed", getattr(span, "name", "?"))
@@ -383,7 +383,7 @@ def get_active_trace_id() -> str | None:
 
 def get_last_active_trace_id() -> str | None:
     """The id of the last trace whose root span ended in this process (MLflow has it too)."""
-    return None if _last_trace is None else format_trace_id(_last_trace.trace_id)
+    return None if _last_trace_id is None else format_trace_id(_last_trace_id)
 
 
 def update_current_trace(

@@ -99,6 +99,15 @@ class LiveTrace:
         self.on_finish(self)
         return True
 
+    def release(self) -> None:
+        """Drop the links to the spans once the trace is built for export.
+
+        Spans point at their trace and the trace at its spans: a reference cycle that only
+        the cyclic garbage collector would free, a collection triggered on the request path.
+        """
+        self.spans = []
+        self.root = None
+
     def set_tags(self, tags: dict[str, Any]) -> None:
         if self.tags is None:
             self.tags = {}

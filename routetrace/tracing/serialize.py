@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["dumps", "loads", "to_jsonable", "truncate"]
+__all__ = ["clean", "dumps", "loads", "to_jsonable", "truncate"]
 
 _MAX_DEPTH = 20
 
@@ -46,10 +46,27 @@ def _fallback(obj: Any) -> Any:
 _encode = json.JSONEncoder(default=_fallback, ensure_ascii=False, allow_nan=False).encode
 
 
-def dumps(value: Any) -> str:
-    """JSON text for ``value``; never raises."""
+def clean(text: str) -> str:
+    """``text`` as valid UTF-8: lone surrogates (a server's ``surrogateescape`` decoding of
+    non-UTF-8 bytes) become backslash escapes, which every store and wire format accepts."""
+    if text.isascii():
+        return text
     try:
-        return _encode(value)  # one shared encoder: json.dumps(**kw) builds one per call
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def dumps(value: Any) -> str:
+    """JSON text for ``value`` (valid UTF-8); never raises."""
+    try:
+        text = _encode(value)  # one shared encoder: json.dumps(**kw) builds one per call
+        if text.isascii() or clean(text) is text:
+            return text
+        # Lone surrogates inside strings: store them as visible backslash escapes rather
+        # than JSON \u escapes, which would decode back into invalid text.
+        return _encode(to_jsonable(value))
     except (ValueError, TypeError, RecursionError):
         pass
     try:
@@ -63,7 +80,9 @@ def dumps(value: Any) -> str:
 
 def to_jsonable(value: Any, _depth: int = 0) -> Any:
     """A structure of JSON types for ``value``, cutting cycles and deep nesting."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        return clean(value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)

@@ -121,7 +121,7 @@ class LiveSpan(otel_trace.Span):
 
     @property
     def is_root(self) -> bool:
-        return self.trace.root is self
+        return self.parent_span_id is None
 
     @property
     def is_ended(self) -> bool:

@@ -48,7 +48,7 @@ def spool_batch(spool_dir: Path, backend_uri: str, experiment: Experiment,
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(header) + "\n")
         for trace in traces:
-            fh.write(trace.to_json() + "\n")
+            fh.write(json.dumps(trace.to_dict()) + "\n")  # ASCII: any text survives
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, final)

@@ -433,3 +433,41 @@ def test_binding_of_varargs_and_bad_calls_falls_back():
     with pytest.raises(TypeError):
         h(1, 2)  # the function's own TypeError, not routetrace's
     assert traces_of()[0].root_span.inputs == {"args": [1, 2], "kwargs": {}}
+
+
+def test_non_utf8_text_is_stored_not_a_poison_batch():
+    bad = b"/caf\xe9".decode("utf-8", "surrogateescape")  # what a server makes of raw bytes
+    with routetrace.start_span(f"GET {bad}") as span:
+        span.set_attribute(f"k{bad}", bad)
+        span.set_inputs({"path": bad})
+        span.add_event(routetrace.SpanEvent(bad, attributes={"v": bad}))
+        routetrace.update_current_trace(tags={"p": bad}, metadata={"m": bad},
+                                        request_preview=bad)
+    with routetrace.start_span("fine"):
+        pass
+    traces = traces_of()
+    assert sorted(t.root_span.name for t in traces) == ["GET /caf\\udce9", "fine"]
+    stored = next(t for t in traces if t.root_span.name != "fine")
+    assert stored.root_span.inputs == {"path": "/caf\\udce9"}
+    assert stored.info.tags["p"] == "/caf\\udce9"
+    assert routetrace.get_export_stats()["spooled"] == 0
+
+
+def test_finished_traces_are_freed_without_the_cycle_collector():
+    import gc
+
+    from routetrace.tracing.live_trace import LiveTrace
+
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            with routetrace.start_span("root") as span:
+                with routetrace.start_span("child"):
+                    pass
+        del span
+        assert routetrace.flush()
+        leftovers = [o for o in gc.get_objects() if type(o) is LiveTrace]
+        assert leftovers == []  # freed by reference counting alone
+    finally:
+        gc.enable()
