@@ -11,7 +11,14 @@ from typing import Any
 from routetrace.tracing.destination import Experiment
 from routetrace.tracing.model import Trace
 
-__all__ = ["Backend", "BackendError", "ExperimentInfo", "UnsupportedOperation"]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "ExperimentInfo",
+    "LabelledExperiments",
+    "UnsupportedOperation",
+    "check_delete_arguments",
+]
 
 
 class BackendError(Exception):
@@ -121,3 +128,33 @@ class Backend(abc.ABC):
 
     def close(self) -> None:
         return None
+
+
+def check_delete_arguments(
+    max_timestamp_millis: int | None, max_traces: int | None, trace_ids: list[str] | None
+) -> None:
+    """The argument rules every backend's ``delete_traces`` shares (MLflow's)."""
+    if trace_ids is not None and (max_timestamp_millis is not None or max_traces is not None):
+        raise ValueError("pass either trace_ids or max_timestamp_millis/max_traces, not both")
+    if trace_ids is None and max_timestamp_millis is None and max_traces is None:
+        raise ValueError(
+            "delete_traces needs trace_ids=, max_timestamp_millis= or max_traces= "
+            "(refusing to delete a whole experiment by accident)"
+        )
+    if max_traces is not None and (not isinstance(max_traces, int) or max_traces < 1):
+        raise ValueError(f"max_traces must be a positive integer, not {max_traces!r}")
+
+
+class LabelledExperiments:
+    """For sinks with no experiments of their own (OTLP collectors, files): the experiment's
+    name (or id) is carried as a label, so resolving never fails and needs no I/O."""
+
+    _experiments: dict[str, ExperimentInfo]
+
+    def resolve_experiment(self, experiment: Experiment, *, create: bool = True) -> ExperimentInfo:
+        info = self._experiments.get(experiment.key)
+        if info is None:
+            name = experiment.name or f"experiment-{experiment.experiment_id}"
+            exp_id = str(experiment.experiment_id) if experiment.experiment_id else name
+            info = self._experiments[experiment.key] = ExperimentInfo(exp_id, name)
+        return info

@@ -24,8 +24,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from routetrace.backends import otlp_encoding as enc
-from routetrace.backends.base import Backend, BackendError, ExperimentInfo
-from routetrace.tracing.destination import Experiment
+from routetrace.backends.base import (
+    Backend,
+    BackendError,
+    ExperimentInfo,
+    LabelledExperiments,
+)
 from routetrace.tracing.model import Trace
 
 if TYPE_CHECKING:
@@ -47,7 +51,7 @@ def _import_aiofiles() -> Any:
     return aiofiles
 
 
-class JsonlFileBackend(Backend):
+class JsonlFileBackend(LabelledExperiments, Backend):
     max_concurrency = 1
 
     def __init__(self, path: str | os.PathLike[str], settings: Settings | None = None, *,
@@ -91,14 +95,6 @@ class JsonlFileBackend(Backend):
 
         return cls(unquote(parts.path), settings, max_bytes=number("max_bytes", DEFAULT_MAX_BYTES),
                    keep=number("keep", DEFAULT_KEEP), uri=uri)
-
-    def resolve_experiment(self, experiment: Experiment, *, create: bool = True) -> ExperimentInfo:
-        info = self._experiments.get(experiment.key)
-        if info is None:
-            name = experiment.name or f"experiment-{experiment.experiment_id}"
-            exp_id = str(experiment.experiment_id) if experiment.experiment_id else name
-            info = self._experiments[experiment.key] = ExperimentInfo(exp_id, name)
-        return info
 
     def encode_lines(self, experiment: ExperimentInfo, traces: list[Trace]) -> bytes:
         resource = {

@@ -19,7 +19,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from routetrace.backends import filters
-from routetrace.backends.base import Backend, BackendError, ExperimentInfo
+from routetrace.backends.base import (
+    Backend,
+    BackendError,
+    ExperimentInfo,
+    check_delete_arguments,
+)
 from routetrace.tracing.destination import Experiment
 from routetrace.tracing.model import (
     Span,
@@ -498,15 +503,7 @@ class LocalStore(Backend):
         max_traces: int | None = None,
         trace_ids: list[str] | None = None,
     ) -> int:
-        if trace_ids is not None and (max_timestamp_millis is not None or max_traces is not None):
-            raise ValueError("pass either trace_ids or max_timestamp_millis/max_traces, not both")
-        if trace_ids is None and max_timestamp_millis is None and max_traces is None:
-            raise ValueError(
-                "delete_traces needs trace_ids=, max_timestamp_millis= or max_traces= "
-                "(refusing to delete a whole experiment by accident)"
-            )
-        if max_traces is not None and (not isinstance(max_traces, int) or max_traces < 1):
-            raise ValueError(f"max_traces must be a positive integer, not {max_traces!r}")
+        check_delete_arguments(max_timestamp_millis, max_traces, trace_ids)
         exp = int(experiment_id)
         return self._delete(self._conn(), exp, max_timestamp_millis, max_traces, trace_ids)
 

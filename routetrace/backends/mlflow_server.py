@@ -32,7 +32,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from routetrace.backends import otlp_encoding as enc
 from routetrace.backends import redact_uri
-from routetrace.backends.base import Backend, BackendError, ExperimentInfo
+from routetrace.backends.base import (
+    Backend,
+    BackendError,
+    ExperimentInfo,
+    check_delete_arguments,
+)
 from routetrace.tracing.destination import Experiment
 from routetrace.tracing.model import (
     Span,
@@ -608,15 +613,7 @@ class MlflowServerBackend(Backend):
         max_traces: int | None = None,
         trace_ids: list[str] | None = None,
     ) -> int:
-        if trace_ids is not None and (max_timestamp_millis is not None or max_traces is not None):
-            raise ValueError("pass either trace_ids or max_timestamp_millis/max_traces, not both")
-        if trace_ids is None and max_timestamp_millis is None and max_traces is None:
-            raise ValueError(
-                "delete_traces needs trace_ids=, max_timestamp_millis= or max_traces= "
-                "(refusing to delete a whole experiment by accident)"
-            )
-        if max_traces is not None and (not isinstance(max_traces, int) or max_traces < 1):
-            raise ValueError(f"max_traces must be a positive integer, not {max_traces!r}")
+        check_delete_arguments(max_timestamp_millis, max_traces, trace_ids)
         body: dict[str, Any] = {"experiment_id": str(experiment_id)}
         if trace_ids is not None:
             if not trace_ids:

@@ -20,9 +20,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from routetrace.backends import otlp_encoding as enc
 from routetrace.backends import redact_uri
-from routetrace.backends.base import Backend, BackendError, ExperimentInfo
+from routetrace.backends.base import (
+    Backend,
+    BackendError,
+    ExperimentInfo,
+    LabelledExperiments,
+)
 from routetrace.backends.mlflow_server import import_httpx, retry_after_seconds
-from routetrace.tracing.destination import Experiment
 from routetrace.tracing.model import Trace
 
 if TYPE_CHECKING:
@@ -50,7 +54,7 @@ def endpoint_from_uri(uri: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
-class OtlpBackend(Backend):
+class OtlpBackend(LabelledExperiments, Backend):
     """Writes traces to an OTLP/HTTP collector; experiments live only in resource attributes."""
 
     max_concurrency = 4
@@ -94,15 +98,6 @@ class OtlpBackend(Backend):
                     )
                 client = self._client
         return client
-
-    def resolve_experiment(self, experiment: Experiment, *, create: bool = True) -> ExperimentInfo:
-        """A collector has no experiments: the name (or id) is carried as-is."""
-        info = self._experiments.get(experiment.key)
-        if info is None:
-            name = experiment.name or f"experiment-{experiment.experiment_id}"
-            exp_id = str(experiment.experiment_id) if experiment.experiment_id else name
-            info = self._experiments[experiment.key] = ExperimentInfo(exp_id, name)
-        return info
 
     def resource(self, experiment: ExperimentInfo) -> dict[str, Any]:
         return {

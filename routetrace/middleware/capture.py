@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from routetrace.middleware import frameworks
+from routetrace.tracing.serialize import clean
 
 if TYPE_CHECKING:
     from routetrace.routing.table import RouteTable, Rule
@@ -54,18 +55,6 @@ def redact_query(query: str, keys: frozenset[str]) -> str:
         if sep and unquote_plus(name).strip().lower() in keys:
             parts[i] = f"{name}={REDACTED}"
     return "&".join(parts)
-
-
-def _text(value: str) -> str:
-    """A string any backend can store: lone surrogates (a server's ``surrogateescape`` of a
-    non-UTF-8 path) become backslash escapes."""
-    if value.isascii():
-        return value
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return value
 
 
 def _headers(pairs: Iterable[tuple[str, str]], wanted: frozenset[str] | None,
@@ -201,7 +190,7 @@ class Exchange:
             protocol = env.get("SERVER_PROTOCOL", "").partition("/")[2] or None
         query = redact_query(query, table.redact_query)
 
-        method, path = _text(self.method), _text(self.path)
+        method, path = clean(self.method), clean(self.path)
         inputs: dict[str, Any] = {"method": method, "path": path}
         if query:
             inputs["query"] = query
@@ -228,7 +217,7 @@ class Exchange:
 
         template = self.template()
         if template:
-            template = _text(template)
+            template = clean(template)
         route = template or (None if rule.is_default or "*" in rule.pattern else rule.pattern)
         attributes: dict[str, Any] = {
             "http.request.method": method,

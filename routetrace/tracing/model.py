@@ -29,7 +29,14 @@ __all__ = [
 TRACE_ID_PREFIX = "tr-"
 
 
-class SpanType(str, Enum):
+class _StrEnum(str, Enum):
+    """Compares and prints as its value, so ``SpanType.LLM == "LLM"`` and f-strings read well."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SpanType(_StrEnum):
     """Span types as MLflow defines them; any string is accepted where a type is taken."""
 
     LLM = "LLM"
@@ -48,26 +55,17 @@ class SpanType(str, Enum):
     EVALUATOR = "EVALUATOR"
     UNKNOWN = "UNKNOWN"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class SpanStatusCode(str, Enum):
+class SpanStatusCode(_StrEnum):
     UNSET = "UNSET"
     OK = "OK"
     ERROR = "ERROR"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class TraceState(str, Enum):
+class TraceState(_StrEnum):
     OK = "OK"
     ERROR = "ERROR"
     IN_PROGRESS = "IN_PROGRESS"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def format_trace_id(trace_id: int) -> str:

@@ -217,8 +217,11 @@ class Tracer:
         return span
 
     def _finish(self, trace: LiveTrace) -> None:
-        """The trace ended (or was aborted): hand it off. Never raises into the caller."""
-        self.live.pop(id(trace), None)
+        """The trace ended (or was aborted): hand it off. Never raises into the caller.
+
+        It leaves ``live`` only once it is queued, so a trace is always either live or
+        queued: shutdown and ``flush()`` never miss one in between.
+        """
         try:
             logger = self._logger or self.logger
             if self.async_logging and not logger.closed:
@@ -227,6 +230,8 @@ class Tracer:
                 self.write_sync(trace)
         except Exception:
             log.exception("routetrace: could not hand off trace %032x", trace.trace_id)
+        finally:
+            self.live.pop(id(trace), None)
 
     def write_sync(self, trace: LiveTrace) -> None:
         logger = self.logger
