@@ -1,0 +1,92 @@
+"""Part 1 of ``run_all``: each configuration's app called directly, in a tight loop.
+
+    .venv/bin/python -m benchmarks.inprocess --config routetrace -n 20000 -r 5
+
+Mixed requests: even ones ``GET /hello``, odd ones ``POST /chat/{i % 100}`` with a small JSON
+body, through an in-memory ``receive``/``send`` (no sockets). The export of each
+configuration runs while it is timed (its worker threads share the GIL, as in a server).
+Prints one JSON line: microseconds per request (best and median of the repetitions), the
+requests made, and the traces the backend holds after a flush.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BODY = b'{"message": "hello there", "n": 1}'
+
+
+def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1", "method": method, "scheme": "http", "path": path,
+        "raw_path": path.encode(), "root_path": "", "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench/1.0"),
+                    (b"accept", b"*/*"), *headers],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+    }
+
+
+GET = _scope("GET", "/hello", [])
+POSTS = [_scope("POST", f"/chat/{i}", [(b"content-type", b"application/json"),
+                                       (b"content-length", str(len(BODY)).encode())])
+         for i in range(100)]
+
+
+async def _loop(app: Any, n: int) -> float:
+    get_msg = {"type": "http.request", "body": b"", "more_body": False}
+    post_msg = {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def receive_get() -> dict[str, Any]:
+        return get_msg
+
+    async def receive_post() -> dict[str, Any]:
+        return post_msg
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    start = time.perf_counter()
+    for i in range(n):
+        if i & 1:
+            await app(dict(POSTS[(i >> 1) % 100]), receive_post, send)
+        else:
+            await app(dict(GET), receive_get, send)
+    return time.perf_counter() - start
+
+
+def run(config: str, n: int, repeat: int, workdir: Path) -> dict[str, Any]:
+    from benchmarks.peers import setup
+
+    app, flush, kept = setup(config, workdir)
+    warm = min(n, 2000)
+    asyncio.run(_loop(app, warm))
+    times = [asyncio.run(_loop(app, n)) / n * 1e6 for _ in range(repeat)]
+    started = time.perf_counter()
+    flushed = flush(300)
+    flush_s = time.perf_counter() - started
+    return {"config": config, "best_us": min(times), "median_us": statistics.median(times),
+            "runs_us": times, "requests": warm + n * repeat, "kept": kept(),
+            "flushed": bool(flushed), "flush_s": flush_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("-n", "--requests", type=int, default=20_000)
+    parser.add_argument("-r", "--repeat", type=int, default=5)
+    args = parser.parse_args()
+    workdir = Path(os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="bench-"))
+    print(json.dumps(run(args.config, args.requests, args.repeat, workdir)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Part 2 of ``run_all``: each configuration served by uvicorn (1 worker, loopback) under load.
+
+    .venv/bin/python -m benchmarks.over_http --config routetrace --seconds 10
+
+Load: ``wrk`` (mixed GET /hello and POST /chat/{n}, ``mixed.lua``) when it is on PATH
+(``apt-get install -y wrk``), else a bounded Python client (asyncio + raw HTTP/1.1 keep-alive
+connections). After a warm-up, one timed run; then the server's RSS is read from /proc, the
+server gets SIGTERM, and, once it has exited by itself, the traces its backend kept are counted.
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rss_mib(pid: int) -> dict[str, float]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def _wait_up(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /hello HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)  # polling a server that is starting
+    raise RuntimeError("server did not start")
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    assert m, text
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(url: str, seconds: float, connections: int) -> dict[str, Any]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s",
+         str(HERE / "mixed.lua"), url], capture_output=True, text=True, check=True).stdout
+    result: dict[str, Any] = {"tool": "wrk"}
+    result["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
+    result["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    for pct in ("50", "99"):
+        result[f"p{pct}_ms"] = _ms(re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out,
+                                             re.M).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["errors"] = int(errors.group(1)) if errors else 0
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        result["errors"] += sum(int(x) for x in sock.groups())
+    return result
+
+
+def run_python_client(port: int, seconds: float, connections: int) -> dict[str, Any]:
+    """A bounded keep-alive HTTP/1.1 client: ``connections`` sockets, one request in flight
+    each, for ``seconds``."""
+    body = b'{"message": "hello there", "n": 1}'
+    latencies: list[float] = []
+    errors = 0
+
+    async def worker(k: int, deadline: float) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        n = k
+        while time.perf_counter() < deadline:
+            n += 1
+            if n % 2:
+                req = b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n"
+            else:
+                req = (b"POST /chat/%d HTTP/1.1\r\nhost: x\r\ncontent-type: application/json"
+                       b"\r\ncontent-length: %d\r\n\r\n%s" % (n % 100, len(body), body))
+            start = time.perf_counter()
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors += 1
+        writer.close()
+
+    async def main() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(k, start + seconds) for k in range(connections)))
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(main())
+    latencies.sort()
+    return {"tool": "python", "requests": len(latencies), "rps": len(latencies) / elapsed,
+            "p50_ms": latencies[len(latencies) // 2] * 1e3,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3, "errors": errors}
+
+
+def run(config: str, seconds: float, connections: int, workdir: Path) -> dict[str, Any]:
+    from benchmarks.peers import count_kept, environment
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "ROUTETRACE_", "OTEL_"))}
+    env.update(environment(config, workdir))
+    env["PYTHONPATH"] = str(REPO)
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "benchmarks.peers:app", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_up(port, proc)
+        load = run_wrk if shutil.which("wrk") else None
+        url = f"http://127.0.0.1:{port}"
+        warm_s = min(2.0, seconds / 4)
+        if load:
+            warm = run_wrk(url, warm_s, connections)
+            result = run_wrk(url, seconds, connections)
+        else:
+            warm = run_python_client(port, warm_s, connections)
+            result = run_python_client(port, seconds, connections)
+        result.update({f"server_{k}": v for k, v in _rss_mib(proc.pid).items()})
+        result["warmup_requests"] = warm["requests"]
+        proc.send_signal(signal.SIGTERM)
+        stopped = time.perf_counter()
+        result["exit_code"] = proc.wait(120)
+        result["shutdown_s"] = time.perf_counter() - stopped
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    result["config"] = config
+    result["kept"] = count_kept(config, workdir)  # after the server is gone
+    result["sent"] = result["requests"] + result["warmup_requests"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    workdir = Path(os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="bench-http-"))
+    print(json.dumps(run(args.config, args.seconds, args.connections, workdir)))
+
+
+if __name__ == "__main__":
+    main()
