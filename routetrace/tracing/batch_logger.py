@@ -46,6 +46,7 @@ _IDLE_AFTER = 0.2
 _BACKOFF_INITIAL = 0.1
 _BACKOFF_MAX = 30.0
 _DROP_WARNING_INTERVAL = 60.0
+_PROBE_INTERVAL = 1.0
 
 
 @dataclass
@@ -129,6 +130,7 @@ class BatchLogger:
         self._pending: list[_Group] = []
         self._pending_traces = 0
         self._failing: set[int] = set()  # id(backend) currently failing
+        self._last_probe: dict[int, float] = {}  # id(backend) -> when new traces last tried it
         self._spooled_by_backend: dict[int, list] = {}
         self._backend_locks: dict[int, threading.Lock] = {}
         self._threads: list[threading.Thread] = []
@@ -260,8 +262,14 @@ class BatchLogger:
     def _attempt(self, group: _Group, *, from_retry: bool = False) -> None:
         backend = group.backend
         if not from_retry and id(backend) in self._failing and not self._closing:
-            self._defer(group, "backend is failing; queued behind earlier batches")
-            return
+            # New traces for a failing backend wait behind the retry list, except for one
+            # probe a second: it finds a recovered backend long before the retry list's own
+            # backoff (up to 30 s) comes due, without hammering one that is still down.
+            now = time.monotonic()
+            if now - self._last_probe.get(id(backend), -1e9) < _PROBE_INTERVAL:
+                self._defer(group, "backend is failing; queued behind earlier batches")
+                return
+            self._last_probe[id(backend)] = now
         try:
             if backend.max_concurrency == 1:
                 with self._backend_lock(backend):
@@ -294,6 +302,8 @@ class BatchLogger:
             self._replay_own_spool(backend)
 
     def _defer(self, group: _Group, error: str, retry_after: float | None = None) -> None:
+        if self._coalesce(group):
+            return
         now = time.monotonic()
         if not group.first_failure:
             group.first_failure = now
@@ -310,17 +320,46 @@ class BatchLogger:
         if retry_after is not None:
             backoff = max(backoff, float(retry_after))
         group.next_attempt = now + backoff
-        overflow: list[_Group] = []
         with self._done:
             self._pending.append(group)
             self._pending_traces += len(group.traces)
-            # Memory stays bounded while a backend is down: spool the oldest past the bound.
-            while self._pending_traces > self.max_queue_size and len(self._pending) > 1:
-                oldest = self._pending.pop(0)
-                self._pending_traces -= len(oldest.traces)
-                overflow.append(oldest)
+            overflow = self._trim_pending()
         for g in overflow:
             self._spool(g, f"retry list full while {g.backend.uri} is failing: {g.error}")
+
+    def _coalesce(self, group: _Group) -> bool:
+        """Join a waiting group of the same backend and experiment (up to a batch) instead of
+        adding one more: under load, batches are small (often one trace), and after an outage
+        hundreds of one-trace groups would each cost the recovered server a request."""
+        key = group.destination.key
+        cap = min(self.batch_size, max(1, self.max_queue_size // 2))  # several groups to spool
+        with self._done:
+            for g in self._pending:
+                if (g.backend is group.backend and g.destination.key == key
+                        and len(g.traces) + len(group.traces) <= cap):
+                    g.traces.extend(group.traces)
+                    g.seqs.extend(group.seqs)
+                    g.min_seq = min(g.min_seq, group.min_seq)
+                    if group.first_failure:
+                        g.first_failure = min(g.first_failure, group.first_failure)
+                    self._pending_traces += len(group.traces)
+                    overflow = self._trim_pending()
+                    break
+            else:
+                return False
+        for g in overflow:
+            self._spool(g, f"retry list full while {g.backend.uri} is failing: {g.error}")
+        return True
+
+    def _trim_pending(self) -> list[_Group]:
+        """Memory stays bounded while a backend is down: the oldest groups past the bound
+        leave the retry list (to be spooled by the caller, outside the lock)."""
+        overflow: list[_Group] = []
+        while self._pending_traces > self.max_queue_size and len(self._pending) > 1:
+            oldest = self._pending.pop(0)
+            self._pending_traces -= len(oldest.traces)
+            overflow.append(oldest)
+        return overflow
 
     def _retry_due(self) -> float:
         """Attempt the retries that are due; return how long to sleep until the next one."""
