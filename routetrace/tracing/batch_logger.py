@@ -161,8 +161,10 @@ class BatchLogger:
             if not self._started:
                 self._start(trace.backend)
             self._wake.set()
-        elif len(queue) >= self._wake_at:
-            self._wake.set()  # a burst: do not let the lingering worker overflow the queue
+        elif len(queue) >= self._wake_at and not self._wake.is_set():
+            # A burst: do not let the lingering worker overflow the queue. (Event.set takes a
+            # lock and notifies: not again while it is still set.)
+            self._wake.set()
         return True
 
     def _drop(self) -> None:
