@@ -72,7 +72,7 @@ def _ms(text: str) -> float:
 
 def run_wrk(url: str, seconds: float, connections: int) -> dict[str, Any]:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s",
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s",
          str(HERE / "mixed.lua"), url], capture_output=True, text=True, check=True).stdout
     result: dict[str, Any] = {"tool": "wrk"}
     result["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
@@ -145,7 +145,7 @@ def run(config: str, seconds: float, connections: int, workdir: Path) -> dict[st
         _wait_up(port, proc)
         load = run_wrk if shutil.which("wrk") else None
         url = f"http://127.0.0.1:{port}"
-        warm_s = min(2.0, seconds / 4)
+        warm_s = max(1, min(2, int(seconds // 4)))  # wrk takes whole seconds
         if load:
             warm = run_wrk(url, warm_s, connections)
             result = run_wrk(url, seconds, connections)
