@@ -17,8 +17,6 @@ import pytest
 
 from tests.reliability._harness import root_names, run_load, start_server, stored_request_ids
 
-pytestmark = pytest.mark.slow
-
 N = 500
 SIGTERM_AT = 250
 
