@@ -73,9 +73,27 @@ def run(config: str, n: int, repeat: int, workdir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     flushed = flush(300)
     flush_s = time.perf_counter() - started
-    return {"config": config, "best_us": min(times), "median_us": statistics.median(times),
-            "runs_us": times, "requests": warm + n * repeat, "kept": kept(),
-            "flushed": bool(flushed), "flush_s": flush_s}
+    out = {"config": config, "best_us": min(times), "median_us": statistics.median(times),
+           "runs_us": times, "requests": warm + n * repeat, "kept": kept(),
+           "flushed": bool(flushed), "flush_s": flush_s}
+    if config == "routetrace":
+        # The request path alone: the same loop in slices of 1000 with the export worker held
+        # at its queue lock (the request path takes none), every slice written, untimed,
+        # before the next: what a request pays when the writer runs on another core.
+        from routetrace.tracing.tracer import get_tracer
+
+        logger = get_tracer().logger
+        held = []
+        for _ in range(repeat):
+            seconds = 0.0
+            for start in range(0, n, 1000):
+                with logger._lock:
+                    seconds += asyncio.run(_loop(app, min(1000, n - start)))
+                flush(300)
+            held.append(seconds / n * 1e6)
+        out.update({"held_best_us": min(held), "held_median_us": statistics.median(held),
+                    "requests": out["requests"] + n * repeat, "kept": kept()})
+    return out
 
 
 def main() -> None:
