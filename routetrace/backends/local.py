@@ -89,6 +89,11 @@ _NAME_TAG = "mlflow.traceName"
 _SCHEMA_KEY = "mlflow.trace_schema.version"
 _SCHEMA_VERSION = "3"
 
+_INSERT_TRACE = (
+    "INSERT INTO traces (trace_id, experiment_id, name, request_time, execution_duration, "
+    "state, request_preview, response_preview, run_id, span_count, spans) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _TRACE_COLUMNS = (
     "t.trace_id, t.experiment_id, e.name, t.request_time, t.execution_duration, t.state, "
     "t.request_preview, t.response_preview, t.run_id, t.span_count, t.name"
@@ -341,17 +346,27 @@ class LocalStore(Backend):
         for trace in traces:
             tid = trace.info.trace_id
             by_id[tid] = _merge(by_id[tid], trace) if tid in by_id else trace
-        ids = list(by_id)
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(
-                f"SELECT trace_id FROM traces WHERE trace_id IN ({marks})", chunk
-            ).fetchall():
-                existing = self._load(conn, row[0])
-                if existing is not None:
-                    by_id[row[0]] = _merge(existing, by_id[row[0]])
-                    conn.execute("DELETE FROM traces WHERE trace_id = ?", (row[0],))
+        rows = self._rows(exp_id, by_id)
+        before = conn.total_changes
+        conn.executemany(_INSERT_TRACE + " ON CONFLICT (trace_id) DO NOTHING", rows[0])
+        if conn.total_changes - before < len(rows[0]):
+            # Rare: some trace ids are stored already (a replay, or the other half of a
+            # distributed trace). Merge those span by span and rewrite them.
+            for tid in [r[0] for r in rows[0]]:
+                existing = self._load(conn, tid)
+                if existing is None:
+                    continue
+                merged = _merge(existing, by_id[tid])
+                if merged.data.spans != existing.data.spans or merged.info != existing.info:
+                    conn.execute("DELETE FROM traces WHERE trace_id = ?", (tid,))
+                    conn.executemany(_INSERT_TRACE, self._rows(exp_id, {tid: merged})[0])
+        if rows[1]:
+            conn.executemany("INSERT OR REPLACE INTO trace_tags VALUES (?, ?, ?)", rows[1])
+        if rows[2]:
+            conn.executemany("INSERT OR REPLACE INTO trace_metadata VALUES (?, ?, ?)", rows[2])
+
+    @staticmethod
+    def _rows(exp_id: int, by_id: dict[str, Trace]) -> tuple[list, list, list]:
         trace_rows = []
         tag_rows = []
         meta_rows = []
@@ -374,16 +389,7 @@ class LocalStore(Backend):
                 (tid, k, v) for k, v in info.trace_metadata.items()
                 if not (k == _SCHEMA_KEY and v == _SCHEMA_VERSION)
             )
-        conn.executemany(
-            "INSERT INTO traces (trace_id, experiment_id, name, request_time, execution_duration, "
-            "state, request_preview, response_preview, run_id, span_count, spans) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            trace_rows,
-        )
-        if tag_rows:
-            conn.executemany("INSERT OR REPLACE INTO trace_tags VALUES (?, ?, ?)", tag_rows)
-        if meta_rows:
-            conn.executemany("INSERT OR REPLACE INTO trace_metadata VALUES (?, ?, ?)", meta_rows)
+        return trace_rows, tag_rows, meta_rows
 
     # -- reading ------------------------------------------------------------------------
     def _load(self, conn: sqlite3.Connection, trace_id: str) -> Trace | None:

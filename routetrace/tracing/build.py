@@ -37,10 +37,15 @@ def _attributes(span: LiveSpan) -> dict:
         return {}
     out = {}
     for key, value in attrs.items():
-        if value is None or isinstance(value, (bool, int, float)):
-            out[clean(key)] = value
+        if not key.isascii():
+            key = clean(key)
+        cls = value.__class__
+        if cls is str:  # the common case, inlined: most attributes are ASCII strings
+            out[key] = value if value.isascii() else clean(value)
+        elif value is None or cls is int or cls is bool or cls is float:
+            out[key] = value
         else:
-            out[clean(key)] = serialize.to_jsonable(value)
+            out[key] = serialize.to_jsonable(value)
     return out
 
 

@@ -235,10 +235,8 @@ class Span:
     def to_json(self) -> str:
         """Compact JSON of ``to_dict()``, splicing inputs/outputs text without re-encoding."""
         if self._inputs_json is None and self._outputs_json is None:
-            return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
-                              default=str)
-        d = self.to_dict_without_io()
-        head = json.dumps(d, ensure_ascii=False, separators=(",", ":"), default=str)
+            return _dump(self.to_dict())
+        head = _dump(self.to_dict_without_io())
         inputs = self._inputs_json if self._inputs_json is not None else _dump(self._inputs)
         outputs = self._outputs_json if self._outputs_json is not None else _dump(self._outputs)
         return f'{head[:-1]},"inputs":{inputs},"outputs":{outputs}}}'
@@ -289,8 +287,7 @@ class Span:
         )
 
 
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+_dump = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
 @dataclass
