@@ -217,20 +217,7 @@ class Span:
         return self.attributes.get(key)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "trace_id": self.trace_id,
-            "span_id": self.span_id,
-            "parent_id": self.parent_id,
-            "name": self.name,
-            "span_type": self.span_type,
-            "start_time_ns": self.start_time_ns,
-            "end_time_ns": self.end_time_ns,
-            "status": self.status.to_dict(),
-            "inputs": self.inputs,
-            "outputs": self.outputs,
-            "attributes": self.attributes,
-            "events": [e.to_dict() for e in self.events],
-        }
+        return {**self.to_dict_without_io(), "inputs": self.inputs, "outputs": self.outputs}
 
     def to_json(self) -> str:
         """Compact JSON of ``to_dict()``, splicing inputs/outputs text without re-encoding."""
