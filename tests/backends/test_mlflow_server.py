@@ -23,7 +23,7 @@ from routetrace.backends import BackendError, backend_for_uri
 from routetrace.backends.mlflow_server import MlflowServerBackend
 from routetrace.tracing.destination import Experiment
 from routetrace.tracing.settings import load_settings
-from tests.fixtures.servers import free_port, wait_until
+from tests.fixtures.servers import free_port, loopback_http_server, wait_until
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -396,14 +396,8 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def recorder() -> Iterator[tuple[str, type[_Recorder]]]:
     handler = type("Rec", (_Recorder,), {"seen": [], "status": 200})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http_server(handler) as address:
+        yield address, handler
 
 
 def _one_trace(tmp_path) -> list[routetrace.Trace]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,7 @@ from routetrace import SpanType
 from routetrace.backends import backend_for_uri
 from routetrace.backends import otlp_encoding as enc
 from routetrace.backends.otlp import OtlpBackend, endpoint_from_uri
-from tests.fixtures.servers import free_port
+from tests.fixtures.servers import loopback_http_server
 
 trace_service_pb2 = pytest.importorskip(
     "opentelemetry.proto.collector.trace.v1.trace_service_pb2")
@@ -43,14 +42,8 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
     handler = type("Recv", (_Receiver,), {"requests": [], "status": 200})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http_server(handler) as address:
+        yield address, handler
 
 
 def _attrs(kvs: Any) -> dict[str, Any]:
