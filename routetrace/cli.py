@@ -264,6 +264,16 @@ def _no_store_hint(backend: Backend) -> None:
          "at the store your app writes to)")
 
 
+def _empty_listing(backend: Backend, args: argparse.Namespace) -> bool:
+    """For listing commands: with no store yet, print an empty list (``--json``) and the hint."""
+    if not _missing_store(backend):
+        return False
+    if args.json:
+        _out("[]")
+    _no_store_hint(backend)
+    return True
+
+
 def _resolve_experiment(backend: Backend, name_or_id: str) -> ExperimentInfo:
     from routetrace.backends.base import BackendError
     from routetrace.tracing.destination import Experiment
@@ -323,10 +333,7 @@ def _short_id(trace_id: str) -> str:
 
 def cmd_traces_list(args: argparse.Namespace) -> int:
     backend = _backend(args)
-    if _missing_store(backend):
-        if args.json:
-            _out("[]")
-        _no_store_hint(backend)
+    if _empty_listing(backend, args):
         return 0
     ids = [_resolve_experiment(backend, e).experiment_id for e in args.experiment or ()]
     traces = backend.search_traces(experiment_ids=ids or None, filter_string=args.filter,
@@ -540,10 +547,7 @@ def cmd_traces_delete(args: argparse.Namespace) -> int:
 # -- experiments, stats, spool ------------------------------------------------------------------
 def cmd_experiments_list(args: argparse.Namespace) -> int:
     backend = _backend(args)
-    if _missing_store(backend):
-        if args.json:
-            _out("[]")
-        _no_store_hint(backend)
+    if _empty_listing(backend, args):
         return 0
     rows = _summaries(backend)
     if args.json:
