@@ -127,6 +127,26 @@ def test_set_route_overrides_the_name(hello_app: Any) -> None:
     assert only_trace().data.spans[0].name == "GET /custom/{x}"
 
 
+def test_root_span_is_opentelemetrys_current_span_through_the_fast_path(
+        hello_app: Any) -> None:
+    """The fast path (OpenTelemetry's ContextVar set directly) must be the one in use: its
+    key carries a uuid suffix, and comparing it to the bare name silently disabled it."""
+    from opentelemetry import trace as otel_trace
+
+    seen = []
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        seen.append(otel_trace.get_current_span())
+        await hello_app(scope, receive, send)
+
+    middleware = TracingMiddleware(app)
+    assert middleware._otel_var is not None
+    call(middleware, "GET", "/hello")
+    assert otel_trace.get_current_span() is otel_trace.INVALID_SPAN  # restored afterwards
+    span = only_trace().data.spans[0]
+    assert seen[0].get_span_context().span_id == int(span.span_id, 16)
+
+
 def test_concurrent_requests_keep_their_destinations() -> None:
     async def app(scope: dict, receive: Any, send: Any) -> None:
         await asyncio.sleep(0)  # interleave the requests
@@ -633,16 +653,24 @@ def test_json_response_of_a_real_app_is_identical_with_and_without(hello_app: An
     assert a.messages == b.messages
 
 
+class _BrokenVar:
+    def get(self) -> Any:
+        raise RuntimeError("context bug")
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
 def test_failure_after_the_span_started_leaves_nothing_open(
-    hello_app: Any, monkeypatch: Any, tracer: Tracer
+    hello_app: Any, monkeypatch: Any, tracer: Tracer, fast_path: bool
 ) -> None:
     def broken(span: Any) -> Any:
         raise RuntimeError("context bug")
 
     monkeypatch.setattr("routetrace.middleware.asgi._set_span_in_context", broken)
     before = guard.counts["starting the request span"]
-    sent = call(TracingMiddleware(hello_app, config={"routes": [{"path": "/**",
-                                                                  "experiment": "x"}]}))
+    middleware = TracingMiddleware(hello_app, config={"routes": [{"path": "/**",
+                                                                  "experiment": "x"}]})
+    middleware._otel_var = _BrokenVar() if fast_path else None
+    sent = call(middleware)
     assert sent.body == b"hello"
     assert sent.header(b"x-trace-id") is None
     assert guard.counts["starting the request span"] == before + 1
