@@ -92,6 +92,17 @@ def count_kept(name: str, workdir: Path) -> int | None:
         conn.close()
 
 
+def snapshots_to_build(workdir: Path) -> int:
+    """Traces the routetrace local store in ``workdir`` holds as snapshots not yet built."""
+    from routetrace.backends.local import LocalStore
+
+    store = LocalStore.from_uri(str(workdir / "store"))
+    try:
+        return int(store.stats()["traces_to_build"])
+    finally:
+        store.close()
+
+
 def _routetrace(app: Any, workdir: Path):
     import routetrace
     from routetrace.middleware import TracingMiddleware

@@ -65,6 +65,8 @@ class Backend(abc.ABC):
     uri: str
     #: How many export workers may write to it at once (SQLite: one writer is fastest).
     max_concurrency: int = 1
+    #: True when write_traces also takes snapshots (routetrace.tracing.snapshot) to build later.
+    accepts_snapshots: bool = False
     #: Where batches that could not be written are kept for replay.
     spool_dir: Path
 

@@ -5,11 +5,17 @@ Nothing to start. Several processes (gunicorn workers) may write at once: every 
 ids are primary keys, so writing a trace twice (a spool replayed after a crash) is harmless;
 two halves of one distributed trace (the same ``traceparent`` continued by two requests) are
 merged span by span.
+
+The export worker hands over batches of snapshots (:mod:`routetrace.tracing.snapshot`):
+each batch is one row of ``pending_batches``, a few microseconds a trace. They become
+trace rows when the store is next read (any process: the CLI, the viewer, ``search_traces``)
+or when the writing process is idle (:meth:`LocalStore.compact`), whichever comes first.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +31,7 @@ from routetrace.backends.base import (
     ExperimentInfo,
     check_delete_arguments,
 )
+from routetrace.tracing.build import build_trace
 from routetrace.tracing.destination import Experiment
 from routetrace.tracing.model import (
     Span,
@@ -33,12 +40,17 @@ from routetrace.tracing.model import (
     TraceInfo,
     parse_trace_id,
 )
+from routetrace.tracing.snapshot import Snapshot, decode_batch, encode_batch
 
 __all__ = ["LocalStore"]
+
+log = logging.getLogger("routetrace")
 
 DB_FILENAME = "routetrace.sqlite"
 _BUSY_TIMEOUT_MS = 30_000
 _CHUNK = 500
+_MATERIALIZE_CHUNK = 2000  # traces per transaction when building pending batches
+_MATERIALIZE_BATCHES = 64
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -83,6 +95,12 @@ CREATE TABLE IF NOT EXISTS trace_metadata (
     value TEXT,
     PRIMARY KEY (trace_id, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending_batches (
+    batch_id INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL,
+    trace_count INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
 """
 
 _NAME_TAG = "mlflow.traceName"
@@ -114,6 +132,7 @@ def _locked(method):  # type: ignore[no-untyped-def]
 
 class LocalStore(Backend):
     max_concurrency = 1
+    accepts_snapshots = True
 
     def __init__(self, db_path: str | os.PathLike[str], *, uri: str | None = None) -> None:
         self.db_path = Path(db_path).expanduser().absolute()
@@ -131,6 +150,7 @@ class LocalStore(Backend):
         # bookkeeping are copied into a forked child, so a fork while another thread is
         # inside SQLite (opening, reading, writing) would leave the child stuck forever.
         self._sqlite_lock = threading.RLock()
+        self._unreadable_below = 0  # pending batches up to this id could not be read
 
     @classmethod
     def from_uri(cls, uri: str) -> LocalStore:
@@ -287,7 +307,7 @@ class LocalStore(Backend):
     @_locked
     def experiment_summaries(self) -> list[dict[str, Any]]:
         """Experiments with their trace counts, errors and last trace time (CLI, viewer)."""
-        rows = self._conn().execute(
+        rows = self._read_conn().execute(
             "SELECT e.experiment_id, e.name, COUNT(t.trace_id), "
             "SUM(CASE WHEN t.state = 'ERROR' THEN 1 ELSE 0 END), MAX(t.request_time) "
             "FROM experiments e LEFT JOIN traces t ON t.experiment_id = e.experiment_id "
@@ -322,20 +342,31 @@ class LocalStore(Backend):
 
     # -- writing ------------------------------------------------------------------------
     @_locked
-    def write_traces(self, experiment: ExperimentInfo, traces: list[Trace]) -> None:
+    def write_traces(self, experiment: ExperimentInfo,
+                     traces: list[Trace] | list[Trace | Snapshot]) -> None:
         if not traces:
             return
         conn = self._conn()
         exp_id = int(experiment.experiment_id)
+        snapshots = [t for t in traces if t.__class__ is Snapshot]
+        built = [t for t in traces if t.__class__ is not Snapshot] if snapshots else traces
         try:
+            payload = encode_batch(snapshots) if snapshots else None  # type: ignore[arg-type]
             conn.execute("BEGIN IMMEDIATE")
             try:
-                self._write(conn, exp_id, traces)
+                if built:
+                    self._write(conn, exp_id, built)  # type: ignore[arg-type]
+                if payload is not None:
+                    conn.execute(
+                        "INSERT INTO pending_batches (experiment_id, trace_count, payload) "
+                        "VALUES (?, ?, ?)", (exp_id, len(snapshots), payload),
+                    )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        except (sqlite3.InterfaceError, sqlite3.ProgrammingError, UnicodeError) as exc:
+        except (sqlite3.InterfaceError, sqlite3.ProgrammingError, UnicodeError, TypeError,
+                ValueError) as exc:
             # The data, not the database: retrying cannot help. Spool it for inspection.
             raise BackendError(f"local store {self.db_path}: {exc}", retryable=False) from exc
         except sqlite3.Error as exc:
@@ -391,6 +422,87 @@ class LocalStore(Backend):
             )
         return trace_rows, tag_rows, meta_rows
 
+    # -- building pending snapshots ---------------------------------------------------
+    def _materialize(self, conn: sqlite3.Connection, limit: int | None = None) -> bool:
+        """Build pending snapshot batches into trace rows, oldest first; True if any remain.
+
+        Each step is its own transaction of up to ``_MATERIALIZE_CHUNK`` traces, so a
+        reader catching up on a large backlog never holds the write lock for long.
+        """
+        done = 0
+        chunk = _MATERIALIZE_CHUNK if limit is None else min(limit, _MATERIALIZE_CHUNK)
+        while limit is None or done < limit:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise BackendError(f"local store {self.db_path}: {exc}") from exc
+            try:
+                rows = conn.execute(
+                    "SELECT batch_id, experiment_id, trace_count, payload FROM pending_batches "
+                    "WHERE batch_id > ? ORDER BY batch_id LIMIT ?",
+                    (self._unreadable_below, _MATERIALIZE_BATCHES),
+                ).fetchall()
+                if not rows:
+                    conn.execute("COMMIT")
+                    return False
+                count = 0
+                for batch_id, exp_id, trace_count, payload in rows:
+                    if count and count + trace_count > chunk:
+                        break
+                    traces = self._build_batch(batch_id, exp_id, payload)
+                    if traces is None:  # unreadable: left in place, skipped from now on
+                        self._unreadable_below = max(self._unreadable_below, batch_id)
+                        continue
+                    if traces:
+                        self._write(conn, exp_id, traces)
+                    conn.execute("DELETE FROM pending_batches WHERE batch_id = ?", (batch_id,))
+                    count += trace_count
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            done += max(count, 1)
+        return True
+
+    def _build_batch(self, batch_id: int, exp_id: int, payload: str) -> list[Trace] | None:
+        try:
+            lives = decode_batch(payload, Experiment(experiment_id=str(exp_id)))
+        except Exception as exc:
+            log.warning("routetrace: pending batch %d of %s cannot be read (%s); left in "
+                        "place", batch_id, self.db_path, exc)
+            return None
+        out = []
+        for live in lives:
+            try:
+                out.append(build_trace(live, ()))
+            except Exception:
+                log.warning("routetrace: could not build trace %032x from %s; dropped it",
+                            live.trace_id, self.db_path, exc_info=True)
+        return out
+
+    @_locked
+    def compact(self, max_traces: int = _MATERIALIZE_CHUNK) -> bool:
+        """Build up to about ``max_traces`` pending traces; True if more are waiting.
+
+        The export worker calls this when its process has been idle for a while.
+        """
+        try:
+            return self._materialize(self._conn(), max_traces)
+        except sqlite3.Error as exc:
+            raise BackendError(f"local store {self.db_path}: {exc}") from exc
+
+    def _read_conn(self) -> sqlite3.Connection:
+        """The connection, with every pending batch built: what reads see is complete."""
+        conn = self._conn()
+        try:
+            self._materialize(conn)
+        except (sqlite3.Error, BackendError) as exc:
+            # A read-only store, say: answer from what is built, and say what is missing.
+            log.warning("routetrace: could not build the pending traces of %s (%s); "
+                        "reading the built ones only", self.db_path, exc)
+        return conn
+
     # -- reading ------------------------------------------------------------------------
     def _load(self, conn: sqlite3.Connection, trace_id: str) -> Trace | None:
         row = conn.execute(
@@ -405,7 +517,7 @@ class LocalStore(Backend):
     @_locked
     def get_trace(self, trace_id: str) -> Trace | None:
         try:
-            return self._load(self._conn(), parse_trace_id(trace_id))
+            return self._load(self._read_conn(), parse_trace_id(trace_id))
         except sqlite3.Error as exc:
             raise BackendError(f"local store {self.db_path}: {exc}") from exc
 
@@ -446,7 +558,7 @@ class LocalStore(Backend):
             + f" ORDER BY {order} LIMIT ? OFFSET ?"
         )
         params.extend([max_results, max(0, int(offset))])
-        conn = self._conn()
+        conn = self._read_conn()
         try:
             rows = conn.execute(sql, params).fetchall()
             return self._rows_to_traces(conn, rows, include_spans=include_spans)
@@ -464,7 +576,7 @@ class LocalStore(Backend):
         sql = "SELECT COUNT(*) FROM traces t" + (
             f" WHERE {' AND '.join(conditions)}" if conditions else ""
         )
-        return int(self._conn().execute(sql, params).fetchone()[0])
+        return int(self._read_conn().execute(sql, params).fetchone()[0])
 
     def _rows_to_traces(
         self, conn: sqlite3.Connection, rows: list[tuple], *, include_spans: bool
@@ -511,7 +623,7 @@ class LocalStore(Backend):
     ) -> int:
         check_delete_arguments(max_timestamp_millis, max_traces, trace_ids)
         exp = int(experiment_id)
-        return self._delete(self._conn(), exp, max_timestamp_millis, max_traces, trace_ids)
+        return self._delete(self._read_conn(), exp, max_timestamp_millis, max_traces, trace_ids)
 
     def _delete(self, conn: sqlite3.Connection, exp: int, max_timestamp_millis: int | None,
                 max_traces: int | None, trace_ids: list[str] | None) -> int:
@@ -555,11 +667,14 @@ class LocalStore(Backend):
     def stats(self) -> dict[str, Any]:
         conn = self._conn()
         traces = conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
+        pending = conn.execute(
+            "SELECT COALESCE(SUM(trace_count), 0) FROM pending_batches").fetchone()[0]
         size = sum(
             p.stat().st_size for p in self.db_path.parent.glob(self.db_path.name + "*")
             if p.is_file()
         )
-        return {"backend": "local", "path": str(self.db_path), "traces": traces, "bytes": size}
+        return {"backend": "local", "path": str(self.db_path), "traces": traces + pending,
+                "traces_to_build": pending, "bytes": size}
 
 
 def _merge(old: Trace, new: Trace) -> Trace:

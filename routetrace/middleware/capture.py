@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from routetrace.routing.table import RouteTable, Rule
     from routetrace.tracing.span import LiveSpan
 
-__all__ = ["REDACTED", "Exchange", "parse_traceparent", "redact_query"]
+__all__ = ["REDACTED", "Exchange", "StoredRule", "apply", "parse_traceparent", "redact_query",
+           "rule_to_json"]
 
 REDACTED = "REDACTED"  # the placeholder OpenTelemetry's semantic conventions use
 
@@ -168,107 +169,168 @@ class Exchange:
             return frameworks.asgi_route(self.scope, self.root_path)
         return self.route or frameworks.wsgi_route(self.environ)
 
-    def build(self, span: LiveSpan) -> None:
-        """The deferred half of the capture (``span._deferred``): runs on the export worker."""
+    def facts(self) -> tuple:
+        """What :func:`apply` needs, as plain data: decoded, filtered and redacted here.
+
+        Runs on the export worker. The result holds no reference to the scope or environ
+        and no secret (credentials are redacted, uncaptured headers dropped), so a store may
+        keep it as it is and build the span's inputs and attributes when first read
+        (:mod:`routetrace.tracing.snapshot`). Element 0 is the rule; the rest is JSON.
+        """
         table, rule = self.table, self.rule
         request_headers = self._request_headers()
-        first = {}
+        first: dict[str, str] = {}
         for name, value in request_headers:
             first.setdefault(name, value)
-        websocket = self.scope is not None and self.scope.get("type") == "websocket"
-
         if self.scope is not None:
-            query = bytes(self.scope.get("query_string") or b"").decode("latin-1")
-            scheme = self.scope.get("scheme") or ("ws" if websocket else "http")
-            client = self.scope.get("client")
-            protocol = self.scope.get("http_version")
+            scope = self.scope
+            kind = "websocket" if scope.get("type") == "websocket" else "http"
+            query = bytes(scope.get("query_string") or b"").decode("latin-1")
+            scheme = scope.get("scheme") or ("ws" if kind == "websocket" else "http")
+            client = scope.get("client")
+            protocol = scope.get("http_version")
         else:
             env = self.environ
+            kind = "http"
             query = env.get("QUERY_STRING", "")
             scheme = env.get("wsgi.url_scheme", "http")
             client = (env.get("REMOTE_ADDR"), env.get("REMOTE_PORT"))
             protocol = env.get("SERVER_PROTOCOL", "").partition("/")[2] or None
-        query = redact_query(query, table.redact_query)
-
-        method, path = clean(self.method), clean(self.path)
-        inputs: dict[str, Any] = {"method": method, "path": path}
         if query:
-            inputs["query"] = query
-        captured = _headers(request_headers, rule.capture_headers, table.redact_headers)
-        if captured:
-            inputs["headers"] = captured
-        if rule.capture_body and self.req_body is not None:
-            inputs["body"] = _body(self.req_body, self.req_size, rule.capture_body,
-                                   first.get("content-type", ""))
-        span.set_inputs(inputs)
-
-        response_headers = self._response_headers()
-        outputs: dict[str, Any] = {}
-        if self.status is not None:
-            outputs["status_code"] = self.status
-        captured = _headers(response_headers, rule.capture_headers, table.redact_headers)
-        if captured:
-            outputs["headers"] = captured
-        if rule.capture_body and self.resp_body is not None:
-            content_type = next((v for k, v in response_headers if k == "content-type"), "")
-            outputs["body"] = _body(self.resp_body, self.resp_size, rule.capture_body,
-                                    content_type)
-        span.set_outputs(outputs)
-
-        template = self.template()
-        if template:
-            template = clean(template)
-        route = template or (None if rule.is_default or "*" in rule.pattern else rule.pattern)
-        attributes: dict[str, Any] = {
-            "http.request.method": method,
-            "url.path": path,
-            "url.scheme": scheme,
-        }
-        if route:
-            attributes["http.route"] = route
-        if query:
-            attributes["url.query"] = query
-        if self.status is not None:
-            attributes["http.response.status_code"] = self.status
-            if self.status >= 500:
-                attributes["error.type"] = str(self.status)
+            query = redact_query(query, table.redact_query)
+        client_address = client_port = None
         if client and client[0]:
-            attributes["client.address"] = str(client[0])
+            client_address = str(client[0])
             if client[1]:
                 try:
-                    attributes["client.port"] = int(client[1])
+                    client_port = int(client[1])
                 except (TypeError, ValueError):
                     pass
-        host = first.get("host")
-        if host:
-            address, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
-            if not address or not port.isdigit():
-                address, port = host, ""
-            attributes["server.address"] = address
-            if port:
-                attributes["server.port"] = int(port)
-        if "user-agent" in first:
-            attributes["user_agent.original"] = first["user-agent"]
-        if protocol:
-            attributes["network.protocol.version"] = str(protocol)
+        response_headers = self._response_headers()
+        request_body = response_body = None
         if rule.capture_body:
             if self.req_body is not None:
-                attributes["http.request.body.size"] = self.req_size
+                request_body = _body(self.req_body, self.req_size, rule.capture_body,
+                                     first.get("content-type", ""))
             if self.resp_body is not None:
-                attributes["http.response.body.size"] = self.resp_size
-        if self.disconnected:
-            attributes["routetrace.client_disconnected"] = True
-        if not rule.is_default:
-            attributes["routetrace.rule"] = rule.pattern
-        if table.service_name:
-            attributes["service.name"] = table.service_name
-        span.set_attributes(attributes)
+                content_type = next((v for k, v in response_headers if k == "content-type"),
+                                    "")
+                response_body = _body(self.resp_body, self.resp_size, rule.capture_body,
+                                      content_type)
+        redact = table.redact_headers
+        return (
+            rule, kind, self.method, self.path, query, scheme, client_address, client_port,
+            None if protocol is None else str(protocol), self.template(),
+            _headers(request_headers, rule.capture_headers, redact) or None,
+            first.get("host"), first.get("user-agent"),
+            self.status, _headers(response_headers, rule.capture_headers, redact) or None,
+            request_body, None if self.req_body is None else self.req_size,
+            response_body, None if self.resp_body is None else self.resp_size,
+            self.disconnected, table.service_name,
+        )
 
-        prefix = "WEBSOCKET" if websocket else method
-        span.update_name(f"{prefix} {route or rule.pattern}" if (route or not rule.is_default)
-                         else prefix)
-        tags = rule.trace_tags
-        live = span.trace
-        if live.tags:
-            tags.update(live.tags)  # the application's own tags win
-        live.set_tags(tags)
+    def build(self, span: LiveSpan) -> None:
+        """The deferred half of the capture (``span._deferred``), done at once."""
+        apply(span, self.facts())
+
+
+def apply(span: LiveSpan, facts: Sequence[Any]) -> None:
+    """Fill the root span's inputs, outputs, attributes, name and tags from :meth:`facts`.
+
+    ``facts[0]`` is the rule, or what a store kept of it (see :class:`StoredRule`).
+    """
+    (rule, kind, method, path, query, scheme, client_address, client_port, protocol,
+     template, request_headers, host, user_agent, status, response_headers, request_body,
+     request_size, response_body, response_size, disconnected, service_name) = facts
+    method, path = clean(method), clean(path)
+    inputs: dict[str, Any] = {"method": method, "path": path}
+    if query:
+        inputs["query"] = query
+    if request_headers:
+        inputs["headers"] = request_headers
+    if rule.capture_body and request_size is not None:
+        inputs["body"] = request_body
+    span.set_inputs(inputs)
+
+    outputs: dict[str, Any] = {}
+    if status is not None:
+        outputs["status_code"] = status
+    if response_headers:
+        outputs["headers"] = response_headers
+    if rule.capture_body and response_size is not None:
+        outputs["body"] = response_body
+    span.set_outputs(outputs)
+
+    if template:
+        template = clean(template)
+    route = template or (None if rule.is_default or "*" in rule.pattern else rule.pattern)
+    attributes: dict[str, Any] = {
+        "http.request.method": method,
+        "url.path": path,
+        "url.scheme": scheme,
+    }
+    if route:
+        attributes["http.route"] = route
+    if query:
+        attributes["url.query"] = query
+    if status is not None:
+        attributes["http.response.status_code"] = status
+        if status >= 500:
+            attributes["error.type"] = str(status)
+    if client_address:
+        attributes["client.address"] = client_address
+        if client_port:
+            attributes["client.port"] = client_port
+    if host:
+        address, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+        if not address or not port.isdigit():
+            address, port = host, ""
+        attributes["server.address"] = address
+        if port:
+            attributes["server.port"] = int(port)
+    if user_agent is not None:
+        attributes["user_agent.original"] = user_agent
+    if protocol:
+        attributes["network.protocol.version"] = protocol
+    if rule.capture_body:
+        if request_size is not None:
+            attributes["http.request.body.size"] = request_size
+        if response_size is not None:
+            attributes["http.response.body.size"] = response_size
+    if disconnected:
+        attributes["routetrace.client_disconnected"] = True
+    if not rule.is_default:
+        attributes["routetrace.rule"] = rule.pattern
+    if service_name:
+        attributes["service.name"] = service_name
+    span.set_attributes(attributes)
+
+    prefix = "WEBSOCKET" if kind == "websocket" else method
+    span.update_name(f"{prefix} {route or rule.pattern}" if (route or not rule.is_default)
+                     else prefix)
+    tags = rule.trace_tags
+    live = span.trace
+    if live.tags:
+        tags.update(live.tags)  # the application's own tags win
+    live.set_tags(tags)
+
+
+class StoredRule:
+    """What :func:`apply` reads of a rule, as a store keeps it (:func:`rule_to_json`)."""
+
+    __slots__ = ("capture_body", "is_default", "pattern", "tags")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.capture_body = int(data.get("capture_body") or 0)
+        self.is_default = bool(data.get("is_default"))
+        self.pattern = str(data.get("pattern") or "")
+        self.tags = dict(data.get("tags") or {})
+
+    @property
+    def trace_tags(self) -> dict[str, str]:
+        return dict(self.tags)
+
+
+def rule_to_json(rule: Rule) -> dict[str, Any]:
+    return {"capture_body": rule.capture_body, "is_default": rule.is_default,
+            "pattern": rule.pattern, "tags": rule.trace_tags}

@@ -22,9 +22,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from routetrace.tracing import spool
+from routetrace.tracing import snapshot, spool
 from routetrace.tracing.build import build_trace
 from routetrace.tracing.model import Trace
+from routetrace.tracing.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,6 +48,9 @@ _BACKOFF_INITIAL = 0.1
 _BACKOFF_MAX = 30.0
 _DROP_WARNING_INTERVAL = 60.0
 _PROBE_INTERVAL = 1.0
+# Snapshots built per step when the worker is idle: a few milliseconds of work, so a request
+# arriving meanwhile waits at most that long for the GIL.
+_COMPACT_SLICE = 100
 
 
 @dataclass
@@ -70,7 +74,7 @@ class ExportStats:
 class _Group:
     backend: Backend
     destination: Experiment
-    traces: list[Trace]
+    traces: list[Trace | Snapshot]
     seqs: list[int]
     first_failure: float = 0.0
     next_attempt: float = 0.0
@@ -93,15 +97,44 @@ def _build(live: LiveTrace, procs: tuple) -> Trace | None:
         live.release()
 
 
-def _stamp(traces: list[Trace], info: ExperimentInfo) -> None:
+def _snapshot_or_build(live: LiveTrace) -> Trace | Snapshot | None:
+    """A snapshot for a store that builds on read (no span processors configured)."""
+    try:
+        snap = snapshot.take(live)
+    except Exception as exc:
+        if not isinstance(exc, snapshot.NotSnapshottable):
+            log.warning("routetrace: could not snapshot trace %032x; building it now",
+                        live.trace_id, exc_info=True)
+        return _build(live, ())
+    live.release()
+    return snap
+
+
+def built(items: list[Trace | Snapshot], destination: Experiment) -> list[Trace]:
+    """Traces, building any snapshot among ``items`` (to spool them, or for a backend
+    that only takes built traces)."""
+    out: list[Trace] = []
+    for item in items:
+        if isinstance(item, Snapshot):
+            out.extend(build_trace(live, ()) for live in snapshot.revive(item, destination))
+        else:
+            out.append(item)
+    return out
+
+
+def _stamp(traces: list[Trace | Snapshot], info: ExperimentInfo) -> None:
     for trace in traces:
-        trace.info.experiment_id = info.experiment_id
-        trace.info.experiment_name = info.name
+        if trace.__class__ is Trace:
+            trace.info.experiment_id = info.experiment_id  # type: ignore[union-attr]
+            trace.info.experiment_name = info.name  # type: ignore[union-attr]
 
 
-def write_now(backend: Backend, destination: Experiment, traces: list[Trace]) -> None:
+def write_now(backend: Backend, destination: Experiment,
+              traces: list[Trace | Snapshot]) -> None:
     """Resolve the experiment and write: the one write path, shared by workers and sync mode."""
     info = backend.resolve_experiment(destination)
+    if not backend.accepts_snapshots:
+        traces = built(traces, destination)
     _stamp(traces, info)
     backend.write_traces(info, traces)
 
@@ -128,6 +161,7 @@ class BatchLogger:
         self._done = threading.Condition(self._lock)
         self._inflight: dict[int, tuple[int, int]] = {}  # id(batch) -> (min seq, size)
         self._pending: list[_Group] = []
+        self._to_compact: dict[int, Backend] = {}  # backends holding snapshots to build
         self._pending_traces = 0
         self._failing: set[int] = set()  # id(backend) currently failing
         self._last_probe: dict[int, float] = {}  # id(backend) -> when new traces last tried it
@@ -229,6 +263,8 @@ class BatchLogger:
             if now - idle_since < _IDLE_AFTER or self._pending:
                 self._wake.wait(min(delay, 0.05))
                 continue
+            if self._to_compact and self._compact():
+                continue  # more to build, or traces arrived meanwhile
             self._sleeping = True
             if self._queue:  # a put raced with going to sleep: it may not have woken us
                 self._sleeping = False
@@ -239,8 +275,11 @@ class BatchLogger:
         procs = self._processors()
         groups: dict[tuple[int, str], _Group] = {}
         for live in batch:
-            built = _build(live, procs)
-            if built is None:
+            if live.backend.accepts_snapshots and not procs:
+                item = _snapshot_or_build(live)
+            else:
+                item = _build(live, procs)
+            if item is None:
                 with self._lock:
                     self.stats.failed += 1
                 continue
@@ -248,11 +287,28 @@ class BatchLogger:
             group = groups.get(key)
             if group is None:
                 group = groups[key] = _Group(live.backend, live.destination, [], [])
-            group.traces.append(built)
+            group.traces.append(item)
             group.seqs.append(live.seq)
         for group in groups.values():
             group.min_seq = min(group.seqs)
             self._attempt(group)
+
+    def _compact(self) -> bool:
+        """The process is idle: build a slice of the snapshots written so far (so that the
+        first read later finds them built). True when there is more to do."""
+        for key, backend in list(self._to_compact.items()):
+            if self._queue or self._closing:
+                return True
+            try:
+                more = backend.compact(_COMPACT_SLICE)  # type: ignore[attr-defined]
+            except Exception as exc:
+                log.warning("routetrace: building stored snapshots in %s failed (%s); the "
+                            "next read builds them", backend.uri, exc)
+                more = False
+            if not more:
+                self._to_compact.pop(key, None)
+            return True
+        return False
 
     def _backend_lock(self, backend: Backend) -> threading.Lock:
         lock = self._backend_locks.get(id(backend))
@@ -288,6 +344,8 @@ class BatchLogger:
                 self._failing.add(id(backend))
             self._defer(group, str(exc), retry_after=getattr(exc, "retry_after", None))
             return
+        if backend.accepts_snapshots:
+            self._to_compact[id(backend)] = backend
         recovered = False
         with self._done:
             self.stats.written += len(group.traces)
@@ -390,7 +448,7 @@ class BatchLogger:
         backend = group.backend
         try:
             path = spool.spool_batch(backend.spool_dir, backend.uri, group.destination,
-                                     group.traces)
+                                     built(group.traces, group.destination))
         except Exception:
             log.error("routetrace: could not spool %d traces for %s (%s); they are lost",
                       len(group.traces), backend.uri, reason, exc_info=True)

@@ -1,0 +1,178 @@
+"""A finished trace as plain data, for stores that build it later.
+
+Building the stored form of a trace (inputs and attribute dictionaries, previews, span JSON,
+one row per trace) is most of what export costs, and it runs on a worker thread that shares
+the GIL with the request path. A store that can keep a trace in this form (the local store)
+takes a *snapshot* instead: what the build needs, already decoded, filtered and redacted,
+but not yet built. The batch is stored as one JSON document and built into traces when it is
+first read, or when the process is idle (:meth:`LocalStore.compact`).
+
+Building a revived snapshot runs the same code as building the live trace
+(:func:`routetrace.tracing.build.build_trace`), so the stored traces are the same either way.
+A trace whose spans cannot be snapshotted (a deferred capture of an unknown kind) is built
+at once instead. Span processors need the live objects: with processors configured, traces
+are always built at once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from routetrace.tracing.live_trace import LiveTrace
+from routetrace.tracing.model import SpanEvent
+from routetrace.tracing.serialize import to_jsonable
+from routetrace.tracing.span import LiveSpan
+
+if TYPE_CHECKING:
+    from routetrace.tracing.destination import Experiment
+
+__all__ = ["FORMAT", "NotSnapshottable", "Snapshot", "decode_batch", "encode_batch", "revive",
+           "take"]
+
+FORMAT = 1  # bump when the layout below changes; older payloads keep their reader
+
+_PRIMITIVE = (str, int, float, bool, type(None))
+
+
+class NotSnapshottable(Exception):
+    """The trace holds something only the live objects can build: build it now."""
+
+
+class Snapshot:
+    """One trace's snapshot (see :func:`take`); ``data`` is JSON-ready but for rules."""
+
+    __slots__ = ("data", "trace_id")
+
+    def __init__(self, trace_id: int, data: list[Any]) -> None:
+        self.trace_id = trace_id
+        self.data = data
+
+
+def _jsonable_attributes(attributes: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not attributes:
+        return None
+    for value in attributes.values():
+        if value.__class__ not in _PRIMITIVE:
+            return {str(k): v if v.__class__ in _PRIMITIVE else to_jsonable(v)
+                    for k, v in attributes.items()}
+    return attributes
+
+
+def take(live: LiveTrace) -> Snapshot:
+    """The snapshot of a finished trace. Raises :class:`NotSnapshottable`."""
+    spans = []
+    for span in live.spans:
+        deferred = span._deferred
+        facts = None
+        if deferred is not None:
+            owner_facts = getattr(getattr(deferred, "__self__", None), "facts", None)
+            if owner_facts is None:
+                raise NotSnapshottable(f"deferred capture {deferred!r}")
+            facts = owner_facts()
+        events = span._events
+        spans.append([
+            span.span_id_int, span.parent_span_id, span._name, span._span_type,
+            span.start_time_ns, span.end_time_ns, span._status, span._status_description,
+            span._inputs_json, span._outputs_json, _jsonable_attributes(span._attributes),
+            None if not events else [
+                [e.name, e.timestamp, {str(k): to_jsonable(v) for k, v in e.attributes.items()}]
+                for e in events
+            ],
+            facts,
+        ])
+    return Snapshot(live.trace_id, [
+        live.trace_id, live.remote_parent_span_id, live.run_id, live.tags, live.metadata,
+        live.aborted, live.request_preview, live.response_preview, spans,
+    ])
+
+
+def encode_batch(snapshots: list[Snapshot]) -> str:
+    """One JSON document for a batch: the rules its requests matched, once, then the traces.
+
+    ASCII-only (``\\u`` escapes), so lone surrogates from a server's ``surrogateescape``
+    decoding survive the round trip; the build cleans them as it does for live traces.
+    """
+    from routetrace.middleware.capture import rule_to_json  # only middleware facts have rules
+
+    rules: dict[int, int] = {}
+    rule_list: list[Any] = []
+
+    def rule_index(obj: Any) -> int:
+        index = rules.get(id(obj))
+        if index is None:
+            index = rules[id(obj)] = len(rule_list)
+            rule_list.append(rule_to_json(obj))
+        return index
+
+    traces = json.dumps([s.data for s in snapshots], default=rule_index,
+                        separators=(",", ":"), check_circular=False)
+    return (f'{{"format":{FORMAT},"rules":'
+            f'{json.dumps(rule_list, separators=(",", ":"))},"traces":{traces}}}')
+
+
+class _Revived:
+    """A revived deferred capture: applies the stored facts when the trace is built."""
+
+    __slots__ = ("facts",)
+
+    def __init__(self, facts: list[Any]) -> None:
+        self.facts = facts
+
+    def __call__(self, span: LiveSpan) -> None:
+        from routetrace.middleware.capture import apply
+
+        apply(span, self.facts)
+
+
+def decode_batch(payload: str, destination: Experiment) -> list[LiveTrace]:
+    """Live traces again, finished, ready for :func:`~routetrace.tracing.build.build_trace`."""
+    doc = json.loads(payload)
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"snapshot format {doc.get('format')!r} is not {FORMAT} "
+                         "(written by another routetrace version)")
+    rules: list[Any] = []
+    if doc["rules"]:
+        from routetrace.middleware.capture import StoredRule
+
+        rules = [StoredRule(r) for r in doc["rules"]]
+    out = []
+    for (trace_id, remote_parent, run_id, tags, metadata, aborted, request_preview,
+         response_preview, spans) in doc["traces"]:
+        live = LiveTrace(trace_id, destination, None, _never, run_id)  # type: ignore[arg-type]
+        live.remote_parent_span_id = remote_parent
+        live.tags = tags
+        live.metadata = metadata
+        live.aborted = aborted
+        live.request_preview = request_preview
+        live.response_preview = response_preview
+        live._claim()  # finished: nothing can end it again
+        for (span_id, parent_id, name, span_type, start, end, status, description,
+             inputs_json, outputs_json, attributes, events, facts) in spans:
+            span = LiveSpan(live, span_id, parent_id, name, span_type, start)
+            span.end_time_ns = end
+            span._status = status
+            span._status_description = description
+            span._inputs_json = inputs_json
+            span._outputs_json = outputs_json
+            span._attributes = attributes
+            if events:
+                span._events = [SpanEvent(n, ts, attrs) for n, ts, attrs in events]
+            if facts is not None:
+                facts[0] = rules[facts[0]]
+                span._deferred = _Revived(facts)
+            if live.root is None:
+                live.root = span
+            live.spans.append(span)
+        out.append(live)
+    return out
+
+
+def revive(snap: Snapshot, destination: Experiment) -> list[LiveTrace]:
+    """One snapshot back to its live trace, through the stored form (the same round trip)."""
+    return decode_batch(encode_batch([snap]), destination)
+
+
+def _never(trace: LiveTrace) -> None:
+    raise AssertionError("a revived trace is finished; it cannot be handed off again")
+
