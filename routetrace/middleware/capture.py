@@ -26,7 +26,6 @@ __all__ = ["REDACTED", "Exchange", "StoredRule", "apply", "parse_traceparent", "
 
 REDACTED = "REDACTED"  # the placeholder OpenTelemetry's semantic conventions use
 
-_ATTRIBUTE_HEADERS = frozenset({"host", "user-agent", "content-type"})
 _TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 
 
@@ -58,17 +57,58 @@ def redact_query(query: str, keys: frozenset[str]) -> str:
     return "&".join(parts)
 
 
-def _headers(pairs: Iterable[tuple[str, str]], wanted: frozenset[str] | None,
-             redact: frozenset[str]) -> dict[str, str]:
-    """Captured headers; repeated names joined with ", " (set-cookie is redacted anyway)."""
-    out: dict[str, str] = {}
-    for name, value in pairs:
-        if wanted is not None and name not in wanted:
-            continue
-        if name in redact:
-            value = REDACTED
-        out[name] = f"{out[name]}, {value}" if name in out and name not in redact else value
-    return out
+_FIRST = {"host": 0, "user-agent": 1, "content-type": 2}
+_FIRST_BYTES = {b"host": 0, b"user-agent": 1, b"content-type": 2}
+_names_as_bytes: dict[frozenset[str], frozenset[bytes]] = {}
+
+
+def _scan(pairs: Iterable[tuple[Any, Any]], wanted: frozenset[str] | None,
+          redact: frozenset[str]) -> tuple[dict[str, str], list[str | None]]:
+    """One pass over a header list (ASGI byte pairs or str pairs, any case): the captured
+    headers, redacted, repeated names joined with ", " (set-cookie is redacted anyway); and
+    the first host, user-agent and content-type, which attributes use.
+
+    Only the headers kept are decoded: on the export worker, decoding every header of every
+    request was a third of the capture's cost.
+    """
+    captured: dict[str, str] = {}
+    first: list[str | None] = [None, None, None]
+    wanted_bytes = None
+    if wanted is not None:
+        wanted_bytes = _names_as_bytes.get(wanted)
+        if wanted_bytes is None:
+            wanted_bytes = _names_as_bytes[wanted] = frozenset(
+                n.encode("latin-1") for n in wanted)
+    for key, value in pairs:
+        cls = key.__class__
+        if cls is bytes or (cls is not str and isinstance(key, (bytearray, memoryview))):
+            key = key.lower() if cls is bytes else bytes(key).lower()
+            index = _FIRST_BYTES.get(key)
+            keep = wanted_bytes is None or key in wanted_bytes
+            if index is None and not keep:
+                continue
+            name = key.decode("latin-1")
+        else:
+            name = str(key).lower()
+            index = _FIRST.get(name)
+            keep = wanted is None or name in wanted
+            if index is None and not keep:
+                continue
+        if value.__class__ is bytes:
+            value = value.decode("latin-1")
+        elif value.__class__ is not str:
+            value = (bytes(value).decode("latin-1")
+                     if isinstance(value, (bytearray, memoryview)) else str(value))
+        if index is not None and first[index] is None:
+            first[index] = value
+        if keep:
+            if name in redact:
+                captured[name] = REDACTED
+            elif name in captured:
+                captured[name] = f"{captured[name]}, {value}"
+            else:
+                captured[name] = value
+    return captured, first
 
 
 def _body(chunks: list[bytes], size: int, cap: int, content_type: str) -> Any:
@@ -132,36 +172,22 @@ class Exchange:
         self.resp_size += len(chunk)
 
     # -- on the export worker --------------------------------------------------------------
-    def _request_headers(self) -> list[tuple[str, str]]:
-        """Decoded request headers: the captured ones and those attributes need."""
+    def _request_headers(self) -> tuple[dict[str, str], list[str | None]]:
+        """Captured request headers, and the first host, user-agent and content-type."""
         if self.scope is not None:
-            wanted = self.rule.capture_headers
-            out = []
-            for k, v in self.scope.get("headers") or ():
-                name = k.decode("latin-1").lower()
-                if wanted is None or name in wanted or name in _ATTRIBUTE_HEADERS:
-                    out.append((name, v.decode("latin-1")))
-            return out
-        env = self.environ
-        out = []
-        for key, value in env.items():
+            return _scan(self.scope.get("headers") or (), self.rule.capture_headers,
+                         self.table.redact_headers)
+        pairs = []
+        for key, value in self.environ.items():
             if key.startswith("HTTP_"):
-                out.append((key[5:].replace("_", "-").lower(), str(value)))
+                pairs.append((key[5:].replace("_", "-"), str(value)))
             elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-                out.append((key.replace("_", "-").lower(), str(value)))
-        return out
+                pairs.append((key.replace("_", "-"), str(value)))
+        return _scan(pairs, self.rule.capture_headers, self.table.redact_headers)
 
-    def _response_headers(self) -> list[tuple[str, str]]:
-        headers = self.response_headers or ()
-        if self.scope is not None:
-            wanted = self.rule.capture_headers
-            out = []
-            for k, v in headers:
-                name = bytes(k).decode("latin-1").lower()
-                if wanted is None or name in wanted or name == "content-type":
-                    out.append((name, bytes(v).decode("latin-1")))
-            return out
-        return [(str(k).lower(), str(v)) for k, v in headers]
+    def _response_headers(self) -> tuple[dict[str, str], list[str | None]]:
+        return _scan(self.response_headers or (), self.rule.capture_headers,
+                     self.table.redact_headers)
 
     def template(self) -> str | None:
         """The framework's route template, when it exposed one."""
@@ -178,10 +204,7 @@ class Exchange:
         (:mod:`routetrace.tracing.snapshot`). Element 0 is the rule; the rest is JSON.
         """
         table, rule = self.table, self.rule
-        request_headers = self._request_headers()
-        first: dict[str, str] = {}
-        for name, value in request_headers:
-            first.setdefault(name, value)
+        request_headers, first = self._request_headers()
         if self.scope is not None:
             scope = self.scope
             kind = "websocket" if scope.get("type") == "websocket" else "http"
@@ -206,24 +229,20 @@ class Exchange:
                     client_port = int(client[1])
                 except (TypeError, ValueError):
                     pass
-        response_headers = self._response_headers()
+        response_headers, response_first = self._response_headers()
         request_body = response_body = None
         if rule.capture_body:
             if self.req_body is not None:
                 request_body = _body(self.req_body, self.req_size, rule.capture_body,
-                                     first.get("content-type", ""))
+                                     first[2] or "")
             if self.resp_body is not None:
-                content_type = next((v for k, v in response_headers if k == "content-type"),
-                                    "")
                 response_body = _body(self.resp_body, self.resp_size, rule.capture_body,
-                                      content_type)
-        redact = table.redact_headers
+                                      response_first[2] or "")
         return (
             rule, kind, self.method, self.path, query, scheme, client_address, client_port,
             None if protocol is None else str(protocol), self.template(),
-            _headers(request_headers, rule.capture_headers, redact) or None,
-            first.get("host"), first.get("user-agent"),
-            self.status, _headers(response_headers, rule.capture_headers, redact) or None,
+            request_headers or None, first[0], first[1],
+            self.status, response_headers or None,
             request_body, None if self.req_body is None else self.req_size,
             response_body, None if self.resp_body is None else self.resp_size,
             self.disconnected, table.service_name,
