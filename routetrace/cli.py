@@ -614,6 +614,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
             _out(f"  file      {store['path']}")
         _out(f"  size      {_human_bytes(store.get('bytes'))}")
         _out(f"  traces    {store.get('traces', '–')}")
+        if store.get("traces_to_build"):
+            _out(f"  of which  {store['traces_to_build']} stored as snapshots, built on first "
+                 "read (this command's listing below builds them)")
     _out(f"spool       {spool['dir']}")
     _out(f"  waiting   {spool['files']} file(s), {spool['traces']} trace(s), "
          f"{_human_bytes(spool['bytes'])}"

@@ -397,3 +397,19 @@ def test_demo(capsys, tmp_path):
                        "--limit", "100")
     rows = json.loads(out)
     assert any(r["state"] == "ERROR" for r in rows)
+
+
+def test_stats_reports_snapshots_still_to_build(capsys, tracer, monkeypatch):
+    monkeypatch.setattr(tracer.logger, "_compact", lambda: False)  # no idle-time building
+    for i in range(3):
+        with routetrace.start_span(f"s{i}"):
+            pass
+    assert routetrace.flush(timeout=30)
+    code, out, _ = run(capsys, "stats")
+    assert code == 0
+    assert "traces    3" in out
+    assert "3 stored as snapshots" in out
+    code, out, _ = run(capsys, "stats", "--json")
+    data = json.loads(out)
+    assert data["store"]["traces"] == 3
+    assert data["store"]["traces_to_build"] == 0  # the first listing built them
