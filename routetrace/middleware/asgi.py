@@ -34,6 +34,7 @@ from routetrace.tracing.span import NO_OP_SPAN
 __all__ = ["TracingMiddleware"]
 
 _random = random.random
+_time_ns = time.time_ns
 _attach = otel_context.attach
 _detach = otel_context.detach
 _set_span_in_context = otel_trace.set_span_in_context
@@ -112,12 +113,11 @@ class TracingMiddleware:
                 if name == b"traceparent":
                     remote = parse_traceparent(value)
                     break
-            if rule.experiment is not None:
-                dest_token = _context_destination.set(rule.experiment)
-            span = tracer.start_span(
-                method, rule.span_type, parent=None, route_default=self._default_experiment,
-                timeout_seconds=rule.timeout_seconds, remote_parent=remote,
-            )
+            experiment = rule.experiment
+            if experiment is not None:
+                dest_token = _context_destination.set(experiment)
+            span = tracer.start_root(method, rule.span_type, experiment,
+                                     self._default_experiment, rule.timeout_seconds, remote)
             if span is NO_OP_SPAN:
                 raise Untraced
             ex = _ASGIExchange(self.table, rule, method, scope["path"])
@@ -130,7 +130,11 @@ class TracingMiddleware:
             span._deferred = ex.build
             otel_var = self._otel_var
             if otel_var is not None:
-                ctx_token = otel_var.set(_Context({**otel_var.get(), self._span_key: span}))
+                # Building a Context (a dict subclass) from a mapping is the costly part:
+                # copy the parent only when there is one (usually the context is empty).
+                parent = otel_var.get()
+                ctx_token = otel_var.set(_Context({**parent, self._span_key: span}) if parent
+                                         else _Context({self._span_key: span}))
             else:
                 ctx_token = _attach(_set_span_in_context(span))
         except Exception as exc:
@@ -156,7 +160,8 @@ class TracingMiddleware:
                     _context_destination.reset(dest_token)
             except Exception:
                 report("restoring the context")
-            ex.end()  # the app returned without finishing its response: end here
+            if not ex.ended:
+                ex.end()  # the app returned without finishing its response: end here
 
 
 class _ASGIExchange(Exchange):
@@ -176,11 +181,14 @@ class _ASGIExchange(Exchange):
             span = self.span
             code = self.status if status is None else status
             if code is None:
-                if not self.disconnected and span.status == "UNSET":
+                if not self.disconnected and span._status == "UNSET":
                     span.set_status("ERROR", "the app sent no response")
-            elif code >= 500 and span.status != "ERROR":
+            elif code >= 500 and span._status != "ERROR":
                 span.set_status("ERROR", f"HTTP {code}")
-            span.end(end_time_ns=self._end_ns)
+            # ``span.end(end_time_ns=self._end_ns)`` without its optional arguments: the
+            # trace hands itself off when its root ends (exactly once: LiveTrace.end_span).
+            if span.end_time_ns is None:
+                span.trace.end_span(span, self._end_ns or _time_ns())
         except Exception:
             report("ending the request span")
 
@@ -202,8 +210,10 @@ class _ASGIExchange(Exchange):
             # name was a tenth of the middleware's own time per request (py-spy).
             if len(name) == size and bytes(name).lower() == header:
                 return message  # the app set it itself
-        value = b"tr-%032x" % self.span.trace.trace_id
-        return {**message, "headers": [*headers, (header, value)]}
+        # A copy of the message and of its header list: the app may reuse either.
+        message = message.copy()
+        message["headers"] = [*headers, (header, b"tr-%032x" % self.span.trace.trace_id)]
+        return message
 
     # -- http ------------------------------------------------------------------------------
     async def receive_http(self) -> Message:

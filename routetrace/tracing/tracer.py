@@ -82,6 +82,9 @@ class Tracer:
         self._warned_nonroot_destination = False
         self._lock = threading.Lock()
         self._activated = False
+        # Every trace's ``on_finish``: one bound method, not a new one (a new object for the
+        # cyclic garbage collector to count and traverse) per trace.
+        self._on_finish = self._finish
 
     # -- components -------------------------------------------------------------------
     @property
@@ -202,12 +205,60 @@ class Tracer:
             remote_parent[0] if remote_parent else (_getrandbits(128) or 1),
             destination,
             self._backend or self.backend,
-            self._finish,
+            self._on_finish,
             None if run is None else run.info.run_id,
             start + timeout_ns if timeout_ns else None,
         )
         if remote_parent:
             trace.remote_parent_span_id = remote_parent[1]
+        span = LiveSpan(trace, _getrandbits(64) or 1, None, name, span_type, start)
+        trace.root = span
+        trace.spans.append(span)
+        self.live[id(trace)] = trace
+        if timeout_ns:
+            self.watchdog.ensure_running()
+        return span
+
+    def start_root(
+        self,
+        name: str,
+        span_type: str,
+        destination: Experiment | None,
+        route_default: Experiment | None,
+        timeout_seconds: float | None,
+        remote_parent: tuple[int, int] | None,
+    ) -> LiveSpan | NoOpSpan:
+        """``start_span(name, span_type, parent=None, route_default=..., timeout_seconds=...,
+        remote_parent=...)`` for the middleware: the root span of a request, a new trace.
+
+        ``destination`` is the rule's experiment, which the caller has also set as the context
+        destination (so it is what ``_context_destination.get()`` would return), or None to
+        look the context up. Positional arguments and no parent lookup: the request path
+        calls this once per request.
+        """
+        if not self.enabled:
+            return NO_OP_SPAN
+        if not self._activated:
+            self._activate()
+        start = _time_ns()
+        destination = (
+            destination
+            or _context_destination.get()
+            or self.global_destination
+            or route_default
+            or self.default_destination
+        )
+        timeout_ns = int(timeout_seconds * 1e9) if timeout_seconds else self.timeout_ns
+        run = _active_run.get()
+        if remote_parent:
+            trace = LiveTrace(remote_parent[0], destination, self._backend or self.backend,
+                              self._on_finish, None if run is None else run.info.run_id,
+                              start + timeout_ns if timeout_ns else None)
+            trace.remote_parent_span_id = remote_parent[1]
+        else:
+            trace = LiveTrace(_getrandbits(128) or 1, destination, self._backend or self.backend,
+                              self._on_finish, None if run is None else run.info.run_id,
+                              start + timeout_ns if timeout_ns else None)
         span = LiveSpan(trace, _getrandbits(64) or 1, None, name, span_type, start)
         trace.root = span
         trace.spans.append(span)
