@@ -70,13 +70,11 @@ class WSGITracingMiddleware:
         try:
             raw = environ.get("HTTP_TRACEPARENT")
             remote = parse_traceparent(raw.encode("latin-1")) if raw else None
-            if rule.experiment is not None:
-                dest_token = _context_destination.set(rule.experiment)
-            span = tracer.start_span(
-                method, rule.span_type, parent=None,
-                route_default=self.table.default_experiment,
-                timeout_seconds=rule.timeout_seconds, remote_parent=remote,
-            )
+            experiment = rule.experiment
+            if experiment is not None:
+                dest_token = _context_destination.set(experiment)
+            span = tracer.start_root(method, rule.span_type, experiment,
+                                     self.table.default_experiment, rule.timeout_seconds, remote)
             if span is NO_OP_SPAN:
                 raise Untraced
             ex = _WSGIExchange(self.table, rule, method, path or "/", start_response,

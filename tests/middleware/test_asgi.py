@@ -458,6 +458,24 @@ def test_malformed_traceparent_starts_a_new_trace(hello_app: Any, value: bytes) 
     assert "routetrace.remote_parent_span_id" not in trace.data.spans[0].attributes
 
 
+def test_trace_id_header_never_changes_the_apps_own_message(tracer: Tracer) -> None:
+    headers = [(b"content-type", b"text/plain")]
+    start = {"type": "http.response.start", "status": 200, "headers": headers}
+    body = {"type": "http.response.body", "body": b"ok"}
+
+    async def reusing_app(scope: Any, receive: Any, send: Any) -> None:
+        await send(start)  # the same dict and list every time
+        await send(body)
+
+    mw = TracingMiddleware(reusing_app)
+    first, second = call(mw), call(mw)
+    assert start == {"type": "http.response.start", "status": 200, "headers": headers}
+    assert headers == [(b"content-type", b"text/plain")]
+    ids = [sent.header(b"x-trace-id") for sent in (first, second)]
+    assert ids[0] != ids[1]
+    assert {trace.info.trace_id.encode() for trace in traces_of()} == set(ids)
+
+
 def test_trace_id_header_name_and_off(hello_app: Any) -> None:
     sent = call(TracingMiddleware(hello_app, config={"trace_id_header": "X-Request-Trace"}))
     value = sent.header(b"x-request-trace")
