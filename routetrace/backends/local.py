@@ -352,6 +352,15 @@ class LocalStore(Backend):
         built = [t for t in traces if t.__class__ is not Snapshot] if snapshots else traces
         try:
             payload = encode_batch(snapshots) if snapshots else None  # type: ignore[arg-type]
+            if not built:
+                # One statement, its own transaction: the export worker releases the GIL
+                # once per batch, not three times (each time it may wait for the request
+                # path's thread up to the interpreter's switch interval, 5 ms, to get it back).
+                conn.execute(
+                    "INSERT INTO pending_batches (experiment_id, trace_count, payload) "
+                    "VALUES (?, ?, ?)", (exp_id, len(snapshots), payload),
+                )
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if built:

@@ -113,9 +113,12 @@ class LiveTrace:
     def release(self) -> None:
         """Drop the links to the spans once the trace is built for export.
 
-        Spans point at their trace and the trace at its spans: a reference cycle that only
-        the cyclic garbage collector would free, a collection triggered on the request path.
+        Spans point at their trace and the trace at its spans, and the middleware's root
+        span at its capture and back: reference cycles that only the cyclic garbage collector
+        would free, in collections triggered on the request path.
         """
+        for span in self.spans:
+            span._deferred = None
         self.spans = []
         self.root = None
 

@@ -17,6 +17,7 @@ are always built at once.
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 from routetrace.tracing.live_trace import LiveTrace
@@ -40,13 +41,50 @@ class NotSnapshottable(Exception):
 
 
 class Snapshot:
-    """One trace's snapshot (see :func:`take`); ``data`` is JSON-ready but for rules."""
+    """One trace's snapshot (see :func:`take`): its JSON text, and the rules it refers to.
 
-    __slots__ = ("data", "trace_id")
+    Text, not nested lists: a batch waiting for its write then holds one string per trace,
+    which the cyclic garbage collector never has to look at.
+    """
 
-    def __init__(self, trace_id: int, data: list[Any]) -> None:
+    __slots__ = ("json", "rules", "trace_id")
+
+    def __init__(self, trace_id: int, json_text: str, rules: tuple[int, ...]) -> None:
         self.trace_id = trace_id
-        self.data = data
+        self.json = json_text
+        self.rules = rules
+
+
+# Route rules by identity -> a small index, once per process: a snapshot refers to its rule
+# by index, and a batch carries each rule it uses once.
+_rule_index: dict[int, int] = {}
+_rule_objects: list[Any] = []  # keeps the rules alive, so that their ids are never reused
+_rule_json: list[str] = []
+_rule_lock = threading.Lock()
+
+
+def _index_of(rule: Any) -> int:
+    index = _rule_index.get(id(rule))
+    if index is None:
+        from routetrace.middleware.capture import rule_to_json
+
+        with _rule_lock:
+            index = _rule_index.get(id(rule))
+            if index is None:
+                _rule_json.append(_dumps(rule_to_json(rule)))
+                _rule_objects.append(rule)
+                index = _rule_index[id(rule)] = len(_rule_objects) - 1
+    return index
+
+
+def _fallback(obj: Any) -> Any:
+    return to_jsonable(obj)
+
+
+# ASCII-only (``\u`` escapes): lone surrogates from a server's ``surrogateescape`` decoding
+# survive the round trip; the build cleans them as it does for live traces.
+_dumps = json.JSONEncoder(default=_fallback, separators=(",", ":"),
+                          check_circular=False).encode
 
 
 def _jsonable_attributes(attributes: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -62,6 +100,7 @@ def _jsonable_attributes(attributes: dict[str, Any] | None) -> dict[str, Any] | 
 def take(live: LiveTrace) -> Snapshot:
     """The snapshot of a finished trace. Raises :class:`NotSnapshottable`."""
     spans = []
+    rules: tuple[int, ...] = ()
     for span in live.spans:
         deferred = span._deferred
         facts = None
@@ -69,7 +108,9 @@ def take(live: LiveTrace) -> Snapshot:
             owner_facts = getattr(getattr(deferred, "__self__", None), "facts", None)
             if owner_facts is None:
                 raise NotSnapshottable(f"deferred capture {deferred!r}")
-            facts = owner_facts()
+            facts = list(owner_facts())
+            facts[0] = index = _index_of(facts[0])
+            rules += (index,)
         events = span._events
         spans.append([
             span.span_id_int, span.parent_span_id, span._name, span._span_type,
@@ -81,34 +122,18 @@ def take(live: LiveTrace) -> Snapshot:
             ],
             facts,
         ])
-    return Snapshot(live.trace_id, [
+    return Snapshot(live.trace_id, _dumps([
         live.trace_id, live.remote_parent_span_id, live.run_id, live.tags, live.metadata,
         live.aborted, live.request_preview, live.response_preview, spans,
-    ])
+    ]), rules)
 
 
 def encode_batch(snapshots: list[Snapshot]) -> str:
-    """One JSON document for a batch: the rules its requests matched, once, then the traces.
-
-    ASCII-only (``\\u`` escapes), so lone surrogates from a server's ``surrogateescape``
-    decoding survive the round trip; the build cleans them as it does for live traces.
-    """
-    from routetrace.middleware.capture import rule_to_json  # only middleware facts have rules
-
-    rules: dict[int, int] = {}
-    rule_list: list[Any] = []
-
-    def rule_index(obj: Any) -> int:
-        index = rules.get(id(obj))
-        if index is None:
-            index = rules[id(obj)] = len(rule_list)
-            rule_list.append(rule_to_json(obj))
-        return index
-
-    traces = json.dumps([s.data for s in snapshots], default=rule_index,
-                        separators=(",", ":"), check_circular=False)
-    return (f'{{"format":{FORMAT},"rules":'
-            f'{json.dumps(rule_list, separators=(",", ":"))},"traces":{traces}}}')
+    """One JSON document for a batch: the rules its requests matched, once, then the traces."""
+    used = sorted({i for s in snapshots for i in s.rules})
+    rules = ",".join(f'"{i}":{_rule_json[i]}' for i in used)
+    traces = ",".join(s.json for s in snapshots)
+    return f'{{"format":{FORMAT},"rules":{{{rules}}},"traces":[{traces}]}}'
 
 
 class _Revived:
@@ -131,11 +156,11 @@ def decode_batch(payload: str, destination: Experiment) -> list[LiveTrace]:
     if doc.get("format") != FORMAT:
         raise ValueError(f"snapshot format {doc.get('format')!r} is not {FORMAT} "
                          "(written by another routetrace version)")
-    rules: list[Any] = []
+    rules: dict[int, Any] = {}
     if doc["rules"]:
         from routetrace.middleware.capture import StoredRule
 
-        rules = [StoredRule(r) for r in doc["rules"]]
+        rules = {int(i): StoredRule(r) for i, r in doc["rules"].items()}
     out = []
     for (trace_id, remote_parent, run_id, tags, metadata, aborted, request_preview,
          response_preview, spans) in doc["traces"]:
