@@ -127,7 +127,7 @@ class TracingMiddleware:
             ex._receive = receive
             ex._send = send
             ex._header = self._trace_id_header
-            span._deferred = ex.build
+            span._deferred = ex
             otel_var = self._otel_var
             if otel_var is not None:
                 # Building a Context (a dict subclass) from a mapping is the costly part:

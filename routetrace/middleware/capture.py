@@ -249,8 +249,13 @@ class Exchange:
         )
 
     def build(self, span: LiveSpan) -> None:
-        """The deferred half of the capture (``span._deferred``), done at once."""
+        """The deferred half of the capture, done at once."""
         apply(span, self.facts())
+
+    def __call__(self, span: LiveSpan) -> None:
+        # The exchange itself is the span's ``_deferred`` hook: a bound method would be one
+        # more object per request for the cyclic garbage collector to track.
+        self.build(span)
 
 
 def apply(span: LiveSpan, facts: Sequence[Any]) -> None:

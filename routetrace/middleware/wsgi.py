@@ -81,7 +81,7 @@ class WSGITracingMiddleware:
                                self._trace_id_header)
             ex.environ = environ
             ex.span = span
-            span._deferred = ex.build
+            span._deferred = ex
             if rule.capture_body and "wsgi.input" in environ:
                 environ["wsgi.input"] = _TeeInput(environ["wsgi.input"], ex)
             ctx_token = _attach(_set_span_in_context(span))

@@ -105,7 +105,8 @@ def take(live: LiveTrace) -> Snapshot:
         deferred = span._deferred
         facts = None
         if deferred is not None:
-            owner_facts = getattr(getattr(deferred, "__self__", None), "facts", None)
+            owner = getattr(deferred, "__self__", deferred)  # the exchange, or a bound method
+            owner_facts = getattr(owner, "facts", None)
             if owner_facts is None:
                 raise NotSnapshottable(f"deferred capture {deferred!r}")
             facts = list(owner_facts())
