@@ -17,6 +17,7 @@ are always built at once.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,15 @@ _rule_index: dict[int, int] = {}
 _rule_objects: list[Any] = []  # keeps the rules alive, so that their ids are never reused
 _rule_json: list[str] = []
 _rule_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _rule_lock
+    _rule_lock = threading.Lock()  # a fork while another thread held it must not hang us
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _index_of(rule: Any) -> int:
