@@ -190,34 +190,8 @@ class Tracer:
                             start)
             trace.spans.append(span)
             return span
-        if not self._activated:
-            self._activate()
-        destination = (
-            trace_destination
-            or _context_destination.get()
-            or self.global_destination
-            or route_default
-            or self.default_destination
-        )
-        timeout_ns = int(timeout_seconds * 1e9) if timeout_seconds else self.timeout_ns
-        run = _active_run.get()
-        trace = LiveTrace(
-            remote_parent[0] if remote_parent else (_getrandbits(128) or 1),
-            destination,
-            self._backend or self.backend,
-            self._on_finish,
-            None if run is None else run.info.run_id,
-            start + timeout_ns if timeout_ns else None,
-        )
-        if remote_parent:
-            trace.remote_parent_span_id = remote_parent[1]
-        span = LiveSpan(trace, _getrandbits(64) or 1, None, name, span_type, start)
-        trace.root = span
-        trace.spans.append(span)
-        self.live[id(trace)] = trace
-        if timeout_ns:
-            self.watchdog.ensure_running()
-        return span
+        return self.start_root(name, span_type, trace_destination, route_default,
+                               timeout_seconds, remote_parent, start)
 
     def start_root(
         self,
@@ -227,20 +201,21 @@ class Tracer:
         route_default: Experiment | None,
         timeout_seconds: float | None,
         remote_parent: tuple[int, int] | None,
+        start_time_ns: int | None = None,
     ) -> LiveSpan | NoOpSpan:
-        """``start_span(name, span_type, parent=None, route_default=..., timeout_seconds=...,
-        remote_parent=...)`` for the middleware: the root span of a request, a new trace.
+        """A new trace and its root span: ``start_span(..., parent=None)``, and the
+        middleware's entry point (positional arguments, no parent lookup: the request path
+        calls it once per request).
 
-        ``destination`` is the rule's experiment, which the caller has also set as the context
-        destination (so it is what ``_context_destination.get()`` would return), or None to
-        look the context up. Positional arguments and no parent lookup: the request path
-        calls this once per request.
+        ``destination`` is the trace's own destination (for the middleware, the rule's
+        experiment, which it has also set as the context destination), or None to look the
+        context up.
         """
         if not self.enabled:
             return NO_OP_SPAN
         if not self._activated:
             self._activate()
-        start = _time_ns()
+        start = start_time_ns or _time_ns()
         destination = (
             destination
             or _context_destination.get()
@@ -250,15 +225,12 @@ class Tracer:
         )
         timeout_ns = int(timeout_seconds * 1e9) if timeout_seconds else self.timeout_ns
         run = _active_run.get()
+        trace = LiveTrace(remote_parent[0] if remote_parent else (_getrandbits(128) or 1),
+                          destination, self._backend or self.backend, self._on_finish,
+                          None if run is None else run.info.run_id,
+                          start + timeout_ns if timeout_ns else None)
         if remote_parent:
-            trace = LiveTrace(remote_parent[0], destination, self._backend or self.backend,
-                              self._on_finish, None if run is None else run.info.run_id,
-                              start + timeout_ns if timeout_ns else None)
             trace.remote_parent_span_id = remote_parent[1]
-        else:
-            trace = LiveTrace(_getrandbits(128) or 1, destination, self._backend or self.backend,
-                              self._on_finish, None if run is None else run.info.run_id,
-                              start + timeout_ns if timeout_ns else None)
         span = LiveSpan(trace, _getrandbits(64) or 1, None, name, span_type, start)
         trace.root = span
         trace.spans.append(span)
