@@ -18,6 +18,7 @@ __all__ = [
     "LabelledExperiments",
     "UnsupportedOperation",
     "check_delete_arguments",
+    "check_max_results",
 ]
 
 
@@ -130,6 +131,12 @@ class Backend(abc.ABC):
 
     def close(self) -> None:
         return None
+
+
+def check_max_results(max_results: int) -> None:
+    """The ``max_results`` rule every backend's ``search_traces`` shares."""
+    if not isinstance(max_results, int) or max_results < 1:
+        raise ValueError(f"max_results must be a positive integer, not {max_results!r}")
 
 
 def check_delete_arguments(

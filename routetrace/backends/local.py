@@ -30,6 +30,7 @@ from routetrace.backends.base import (
     BackendError,
     ExperimentInfo,
     check_delete_arguments,
+    check_max_results,
 )
 from routetrace.tracing.build import build_trace
 from routetrace.tracing.destination import Experiment
@@ -111,6 +112,9 @@ _INSERT_TRACE = (
     "INSERT INTO traces (trace_id, experiment_id, name, request_time, execution_duration, "
     "state, request_preview, response_preview, run_id, span_count, spans) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_PENDING = (
+    "INSERT INTO pending_batches (experiment_id, trace_count, payload) VALUES (?, ?, ?)"
 )
 _TRACE_COLUMNS = (
     "t.trace_id, t.experiment_id, e.name, t.request_time, t.execution_duration, t.state, "
@@ -356,20 +360,14 @@ class LocalStore(Backend):
                 # One statement, its own transaction: the export worker releases the GIL
                 # once per batch, not three times (each time it may wait for the request
                 # path's thread up to the interpreter's switch interval, 5 ms, to get it back).
-                conn.execute(
-                    "INSERT INTO pending_batches (experiment_id, trace_count, payload) "
-                    "VALUES (?, ?, ?)", (exp_id, len(snapshots), payload),
-                )
+                conn.execute(_INSERT_PENDING, (exp_id, len(snapshots), payload))
                 return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if built:
                     self._write(conn, exp_id, built)  # type: ignore[arg-type]
                 if payload is not None:
-                    conn.execute(
-                        "INSERT INTO pending_batches (experiment_id, trace_count, payload) "
-                        "VALUES (?, ?, ?)", (exp_id, len(snapshots), payload),
-                    )
+                    conn.execute(_INSERT_PENDING, (exp_id, len(snapshots), payload))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -496,6 +494,8 @@ class LocalStore(Backend):
 
         The export worker calls this when its process has been idle for a while.
         """
+        if not isinstance(max_traces, int) or isinstance(max_traces, bool) or max_traces < 1:
+            raise ValueError(f"max_traces must be a positive integer, not {max_traces!r}")
         try:
             return self._materialize(self._conn(), max_traces)
         except sqlite3.Error as exc:
@@ -557,8 +557,7 @@ class LocalStore(Backend):
         if run_id:
             conditions.append("t.run_id = ?")
             params.append(run_id)
-        if not isinstance(max_results, int) or max_results < 1:
-            raise ValueError(f"max_results must be a positive integer, not {max_results!r}")
+        check_max_results(max_results)
         order = filters.parse_order_by(order_by)
         sql = (
             f"SELECT {_TRACE_COLUMNS}{', t.spans' if include_spans else ''} FROM traces t "

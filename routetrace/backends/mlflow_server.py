@@ -37,6 +37,7 @@ from routetrace.backends.base import (
     BackendError,
     ExperimentInfo,
     check_delete_arguments,
+    check_max_results,
 )
 from routetrace.tracing.destination import Experiment
 from routetrace.tracing.model import (
@@ -534,8 +535,7 @@ class MlflowServerBackend(Backend):
         include_spans: bool = True,
         offset: int = 0,
     ) -> list[Trace]:
-        if not isinstance(max_results, int) or max_results < 1:
-            raise ValueError(f"max_results must be a positive integer, not {max_results!r}")
+        check_max_results(max_results)
         if experiment_ids is None:
             experiment_ids = [e.experiment_id for e in self.list_experiments()
                               if e.lifecycle_stage == "active"]

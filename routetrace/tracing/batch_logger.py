@@ -110,7 +110,7 @@ def _snapshot_or_build(live: LiveTrace) -> Trace | Snapshot | None:
     return snap
 
 
-def built(items: list[Trace | Snapshot], destination: Experiment) -> list[Trace]:
+def _as_traces(items: list[Trace | Snapshot], destination: Experiment) -> list[Trace]:
     """Traces, building any snapshot among ``items`` (to spool them, or for a backend
     that only takes built traces)."""
     out: list[Trace] = []
@@ -134,7 +134,7 @@ def write_now(backend: Backend, destination: Experiment,
     """Resolve the experiment and write: the one write path, shared by workers and sync mode."""
     info = backend.resolve_experiment(destination)
     if not backend.accepts_snapshots:
-        traces = built(traces, destination)
+        traces = _as_traces(traces, destination)
     _stamp(traces, info)
     backend.write_traces(info, traces)
 
@@ -448,7 +448,7 @@ class BatchLogger:
         backend = group.backend
         try:
             path = spool.spool_batch(backend.spool_dir, backend.uri, group.destination,
-                                     built(group.traces, group.destination))
+                                     _as_traces(group.traces, group.destination))
         except Exception:
             log.error("routetrace: could not spool %d traces for %s (%s); they are lost",
                       len(group.traces), backend.uri, reason, exc_info=True)

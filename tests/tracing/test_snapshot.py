@@ -260,3 +260,9 @@ def test_readers_in_two_threads_build_each_batch_once(
 
     assert asyncio.run(both()) == [300, 300]
     assert len({t.info.trace_id for t in traces_of()}) == 300
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, "10", True])
+def test_compact_refuses_a_bad_slice(tracer: Tracer, bad: Any) -> None:
+    with pytest.raises(ValueError, match="max_traces must be a positive integer"):
+        tracer.backend.compact(bad)
