@@ -100,7 +100,7 @@ CREATE TABLE IF NOT EXISTS pending_batches (
     batch_id INTEGER PRIMARY KEY,
     experiment_id INTEGER NOT NULL,
     trace_count INTEGER NOT NULL,
-    payload TEXT NOT NULL
+    payload BLOB NOT NULL
 );
 """
 
@@ -472,7 +472,7 @@ class LocalStore(Backend):
             done += max(count, 1)
         return True
 
-    def _build_batch(self, batch_id: int, exp_id: int, payload: str) -> list[Trace] | None:
+    def _build_batch(self, batch_id: int, exp_id: int, payload: bytes) -> list[Trace] | None:
         try:
             lives = decode_batch(payload, Experiment(experiment_id=str(exp_id)))
         except Exception as exc:

@@ -1,9 +1,11 @@
 """What the request path keeps, and what the export worker builds from it.
 
 The request path only stores references (the scope or environ, the response status and header
-list, body chunks up to the cap) on an :class:`Exchange`. :meth:`Exchange.build` runs later on
-the export worker, as the root span's ``_deferred`` hook: it decodes, redacts, parses JSON and
-fills inputs, outputs and OpenTelemetry HTTP semantic-convention attributes.
+list, body chunks up to the cap) on an :class:`Exchange`. On the export worker,
+:meth:`Exchange.facts` keeps what may be stored (kept headers, credentials replaced, the query
+redacted) without decoding anything; :func:`apply` decodes it, parses JSON bodies and fills
+inputs, outputs and OpenTelemetry HTTP semantic-convention attributes, either at once
+(:meth:`Exchange.build`, the root span's ``_deferred`` hook) or when a store builds a snapshot.
 """
 
 from __future__ import annotations
@@ -58,61 +60,96 @@ def redact_query(query: str, keys: frozenset[str]) -> str:
 
 
 _FIRST = {"host": 0, "user-agent": 1, "content-type": 2}
-_FIRST_BYTES = {b"host": 0, b"user-agent": 1, b"content-type": 2}
-_names_as_bytes: dict[frozenset[str], frozenset[bytes]] = {}
+_REDACTED_BYTES = REDACTED.encode("ascii")
+_filters: dict[tuple[frozenset[str] | None, frozenset[str]],
+               tuple[frozenset[Any] | None, frozenset[Any] | None]] = {}
 
 
-def _scan(pairs: Iterable[tuple[Any, Any]], wanted: frozenset[str] | None,
-          redact: frozenset[str]) -> tuple[dict[str, str], list[str | None]]:
-    """One pass over a header list (ASGI byte pairs or str pairs, any case): the captured
-    headers, redacted, repeated names joined with ", " (set-cookie is redacted anyway); and
-    the first host, user-agent and content-type, which attributes use.
+def _filter(wanted: frozenset[str] | None,
+            redact: frozenset[str]) -> tuple[frozenset[Any] | None, frozenset[Any] | None]:
+    """``(keep, redact)`` name sets for :func:`_kept`, as both ``str`` and ``bytes``.
 
-    Only the headers kept are decoded: on the export worker, decoding every header of every
-    request was a third of the capture's cost.
+    ``keep`` is None when every header is captured; ``redact`` is None when no kept header
+    can need it (the usual case: one set lookup a header, nothing more).
     """
+    found = _filters.get((wanted, redact))
+    if found is None:
+        redact_any = frozenset(redact) | {n.encode("latin-1") for n in redact}
+        if wanted is None:
+            found = (None, redact_any)
+        else:
+            names = set(wanted) | set(_FIRST)
+            keep = frozenset(names) | {n.encode("latin-1") for n in names}
+            found = (keep, redact_any if keep & redact_any else None)
+        _filters[(wanted, redact)] = found
+    return found
+
+
+def _kept(pairs: Iterable[Any], keep: frozenset[Any] | None,
+          redact: frozenset[Any] | None) -> list[Any]:
+    """The header pairs the capture reads, credentials already replaced: what may be stored.
+
+    Nothing is decoded here (this runs on the export worker for every request); names are
+    matched as servers send them (lower-case, as ASGI asks) and lower-cased only when they
+    do not match as they are.
+    """
+    out = []
+    try:
+        for pair in pairs:
+            name = pair[0]
+            if keep is None or name not in keep:
+                name = name.lower()
+                if keep is not None and name not in keep:
+                    continue
+                pair = (name, pair[1])
+            if redact is not None and name in redact:
+                pair = (name, _REDACTED_BYTES)
+            out.append(pair)
+    except (TypeError, AttributeError):  # names that are neither bytes nor str
+        return _kept([(_plain_name(p[0]), p[1]) for p in pairs], keep, redact)
+    return out
+
+
+def _plain_name(name: Any) -> bytes | str:
+    if isinstance(name, (bytes, str)):
+        return name
+    if isinstance(name, (bytearray, memoryview)):
+        return bytes(name)
+    return str(name)
+
+
+def _text(value: Any) -> str:
+    if value.__class__ is bytes:
+        return value.decode("latin-1")
+    if value.__class__ is str:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("latin-1")
+    return str(value)
+
+
+def _scan(pairs: Iterable[Any], wanted: frozenset[str] | None
+          ) -> tuple[dict[str, str], list[str | None]]:
+    """Decode the pairs :func:`_kept` left: the captured headers (repeated names joined with
+    ", "), and the first host, user-agent and content-type, which attributes use."""
     captured: dict[str, str] = {}
     first: list[str | None] = [None, None, None]
-    wanted_bytes = None
-    if wanted is not None:
-        wanted_bytes = _names_as_bytes.get(wanted)
-        if wanted_bytes is None:
-            wanted_bytes = _names_as_bytes[wanted] = frozenset(
-                n.encode("latin-1") for n in wanted)
     for key, value in pairs:
-        cls = key.__class__
-        if cls is bytes or (cls is not str and isinstance(key, (bytearray, memoryview))):
-            key = key.lower() if cls is bytes else bytes(key).lower()
-            index = _FIRST_BYTES.get(key)
-            keep = wanted_bytes is None or key in wanted_bytes
-            if index is None and not keep:
-                continue
-            name = key.decode("latin-1")
-        else:
-            name = str(key).lower()
-            index = _FIRST.get(name)
-            keep = wanted is None or name in wanted
-            if index is None and not keep:
-                continue
-        if value.__class__ is bytes:
-            value = value.decode("latin-1")
-        elif value.__class__ is not str:
-            value = (bytes(value).decode("latin-1")
-                     if isinstance(value, (bytearray, memoryview)) else str(value))
+        name = _text(key).lower()
+        value = _text(value)
+        index = _FIRST.get(name)
         if index is not None and first[index] is None:
             first[index] = value
-        if keep:
-            if name in redact:
-                captured[name] = REDACTED
-            elif name in captured:
-                captured[name] = f"{captured[name]}, {value}"
-            else:
+        if wanted is None or name in wanted:
+            previous = captured.get(name)
+            if previous is None:
                 captured[name] = value
+            elif not (value == REDACTED and previous == REDACTED):
+                captured[name] = f"{previous}, {value}"
     return captured, first
 
 
-def _body(chunks: list[bytes], size: int, cap: int, content_type: str) -> Any:
-    data = b"".join(chunks)[:cap]
+def _body(data: bytes, size: int, cap: int, content_type: str) -> Any:
     truncated = size > cap
     if not truncated and "json" in content_type:
         try:
@@ -172,77 +209,49 @@ class Exchange:
         self.resp_size += len(chunk)
 
     # -- on the export worker --------------------------------------------------------------
-    def _request_headers(self) -> tuple[dict[str, str], list[str | None]]:
-        """Captured request headers, and the first host, user-agent and content-type."""
-        if self.scope is not None:
-            return _scan(self.scope.get("headers") or (), self.rule.capture_headers,
-                         self.table.redact_headers)
-        pairs = []
-        for key, value in self.environ.items():
-            if key.startswith("HTTP_"):
-                pairs.append((key[5:].replace("_", "-"), str(value)))
-            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-                pairs.append((key.replace("_", "-"), str(value)))
-        return _scan(pairs, self.rule.capture_headers, self.table.redact_headers)
-
-    def _response_headers(self) -> tuple[dict[str, str], list[str | None]]:
-        return _scan(self.response_headers or (), self.rule.capture_headers,
-                     self.table.redact_headers)
-
-    def template(self) -> str | None:
-        """The framework's route template, when it exposed one."""
-        if self.scope is not None:
-            return frameworks.asgi_route(self.scope, self.root_path)
-        return self.route or frameworks.wsgi_route(self.environ)
-
     def facts(self) -> tuple:
-        """What :func:`apply` needs, as plain data: decoded, filtered and redacted here.
+        """What :func:`apply` needs, as plain data, with nothing secret left in it.
 
-        Runs on the export worker. The result holds no reference to the scope or environ
-        and no secret (credentials are redacted, uncaptured headers dropped), so a store may
-        keep it as it is and build the span's inputs and attributes when first read
-        (:mod:`routetrace.tracing.snapshot`). Element 0 is the rule; the rest is JSON.
+        Runs on the export worker for every request, so it does as little as it can: no
+        decoding, just references and the headers that are kept (uncaptured ones dropped,
+        credentials replaced, the query string redacted). A store may keep the result as it
+        is (:mod:`routetrace.tracing.snapshot`) and apply it when first read. Element 0 is
+        the rule; the rest is bytes, str, int, bool, None, tuples and lists.
         """
         table, rule = self.table, self.rule
-        request_headers, first = self._request_headers()
+        keep, redact = _filter(rule.capture_headers, table.redact_headers)
         if self.scope is not None:
             scope = self.scope
             kind = "websocket" if scope.get("type") == "websocket" else "http"
-            query = bytes(scope.get("query_string") or b"").decode("latin-1")
+            query = scope.get("query_string")
             scheme = scope.get("scheme") or ("ws" if kind == "websocket" else "http")
             client = scope.get("client")
             protocol = scope.get("http_version")
+            request = _kept(scope.get("headers") or (), keep, redact)
+            template = frameworks.asgi_route(scope, self.root_path)
         else:
             env = self.environ
             kind = "http"
-            query = env.get("QUERY_STRING", "")
+            query = env.get("QUERY_STRING")
             scheme = env.get("wsgi.url_scheme", "http")
             client = (env.get("REMOTE_ADDR"), env.get("REMOTE_PORT"))
             protocol = env.get("SERVER_PROTOCOL", "").partition("/")[2] or None
+            request = _kept(_environ_headers(env), keep, redact)
+            template = self.route or frameworks.wsgi_route(env)
         if query:
-            query = redact_query(query, table.redact_query)
-        client_address = client_port = None
-        if client and client[0]:
-            client_address = str(client[0])
-            if client[1]:
-                try:
-                    client_port = int(client[1])
-                except (TypeError, ValueError):
-                    pass
-        response_headers, response_first = self._response_headers()
+            query = redact_query(_text(query), table.redact_query)
+        response = self.response_headers
+        if response:
+            response = _kept(response, keep, redact)
         request_body = response_body = None
         if rule.capture_body:
             if self.req_body is not None:
-                request_body = _body(self.req_body, self.req_size, rule.capture_body,
-                                     first[2] or "")
+                request_body = b"".join(self.req_body)[: rule.capture_body]
             if self.resp_body is not None:
-                response_body = _body(self.resp_body, self.resp_size, rule.capture_body,
-                                      response_first[2] or "")
+                response_body = b"".join(self.resp_body)[: rule.capture_body]
         return (
-            rule, kind, self.method, self.path, query, scheme, client_address, client_port,
-            None if protocol is None else str(protocol), self.template(),
-            request_headers or None, first[0], first[1],
-            self.status, response_headers or None,
+            rule, kind, self.method, self.path, query or "", scheme, client, protocol, template,
+            request, self.status, response or None,
             request_body, None if self.req_body is None else self.req_size,
             response_body, None if self.resp_body is None else self.resp_size,
             self.disconnected, table.service_name,
@@ -258,14 +267,44 @@ class Exchange:
         self.build(span)
 
 
+def _environ_headers(environ: Any) -> list[tuple[str, str]]:
+    pairs = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            pairs.append((key[5:].replace("_", "-").lower(), value))
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            pairs.append((key.replace("_", "-").lower(), value))
+    return pairs
+
+
 def apply(span: LiveSpan, facts: Sequence[Any]) -> None:
     """Fill the root span's inputs, outputs, attributes, name and tags from :meth:`facts`.
 
     ``facts[0]`` is the rule, or what a store kept of it (see :class:`StoredRule`).
     """
-    (rule, kind, method, path, query, scheme, client_address, client_port, protocol,
-     template, request_headers, host, user_agent, status, response_headers, request_body,
-     request_size, response_body, response_size, disconnected, service_name) = facts
+    (rule, kind, method, path, query, scheme, client, protocol, template, request_pairs,
+     status, response_pairs, request_body, request_size, response_body, response_size,
+     disconnected, service_name) = facts
+    wanted = rule.capture_headers
+    request_headers, (host, user_agent, content_type) = _scan(request_pairs or (), wanted)
+    response_headers, response_first = _scan(response_pairs or (), wanted)
+    if rule.capture_body:
+        if request_body is not None:
+            request_body = _body(request_body, request_size, rule.capture_body,
+                                 content_type or "")
+        if response_body is not None:
+            response_body = _body(response_body, response_size, rule.capture_body,
+                                  response_first[2] or "")
+    client_address = client_port = None
+    if client and client[0]:
+        client_address = str(client[0])
+        if client[1]:
+            try:
+                client_port = int(client[1])
+            except (TypeError, ValueError):
+                pass
+    if protocol is not None:
+        protocol = str(protocol)
     method, path = clean(method), clean(path)
     inputs: dict[str, Any] = {"method": method, "path": path}
     if query:
@@ -342,10 +381,12 @@ def apply(span: LiveSpan, facts: Sequence[Any]) -> None:
 class StoredRule:
     """What :func:`apply` reads of a rule, as a store keeps it (:func:`rule_to_json`)."""
 
-    __slots__ = ("capture_body", "is_default", "pattern", "tags")
+    __slots__ = ("capture_body", "capture_headers", "is_default", "pattern", "tags")
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.capture_body = int(data.get("capture_body") or 0)
+        names = data.get("capture_headers")
+        self.capture_headers = None if names is None else frozenset(map(str, names))
         self.is_default = bool(data.get("is_default"))
         self.pattern = str(data.get("pattern") or "")
         self.tags = dict(data.get("tags") or {})
@@ -356,5 +397,8 @@ class StoredRule:
 
 
 def rule_to_json(rule: Rule) -> dict[str, Any]:
-    return {"capture_body": rule.capture_body, "is_default": rule.is_default,
+    names = rule.capture_headers
+    return {"capture_body": rule.capture_body,
+            "capture_headers": None if names is None else sorted(names),
+            "is_default": rule.is_default,
             "pattern": rule.pattern, "tags": rule.trace_tags}

@@ -359,6 +359,27 @@ def test_headers_captured_and_credentials_redacted() -> None:
     assert root.attributes["user_agent.original"] == "pytest"
 
 
+def test_redacted_host_and_user_agent_are_not_kept_for_attributes(hello_app: Any) -> None:
+    # Regression: the first host / user-agent fed the span's attributes even when the table
+    # redacted them, so a redacted value still reached the store.
+    mw = TracingMiddleware(hello_app, config={"redact_headers": ["user-agent", "host"]})
+    call(mw, headers=[(b"host", b"internal.s3cret:8443"), (b"user-agent", b"s3cret-agent")])
+    root = only_trace().data.spans[0]
+    assert "s3cret" not in str(root.inputs) + str(root.attributes)
+    assert root.attributes["user_agent.original"] == "REDACTED"
+    assert root.inputs["headers"] == {"user-agent": "REDACTED"}
+
+
+def test_header_names_in_any_case_are_captured_and_redacted(hello_app: Any) -> None:
+    # ASGI asks servers for lower-case names; one that does not must still be redacted.
+    mw = TracingMiddleware(hello_app, config={"capture_headers": ["x-custom", "authorization"]})
+    call(mw, headers=[(b"X-Custom", b"v"), (b"Authorization", b"Bearer s3cret"),
+                      (bytearray(b"User-Agent"), b"ua")])
+    root = only_trace().data.spans[0]
+    assert root.inputs["headers"] == {"x-custom": "v", "authorization": "REDACTED"}
+    assert root.attributes["user_agent.original"] == "ua"
+
+
 def test_default_captures_only_listed_headers(hello_app: Any) -> None:
     call(TracingMiddleware(hello_app), headers=[(b"user-agent", b"ua"), (b"x-secret", b"v")])
     root = only_trace().data.spans[0]

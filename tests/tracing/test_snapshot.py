@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import marshal
 import sqlite3
 import time
+from collections import namedtuple
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from routetrace.tracing.build import build_trace
 from routetrace.tracing.live_trace import LiveTrace
 from routetrace.tracing.tracer import Tracer
 from tests.conftest import traces_of
-from tests.middleware.conftest import call
+from tests.middleware.conftest import call, drive, make_scope
 
 CONFIG = {
     "experiment": "web",
@@ -129,10 +130,10 @@ def test_a_batch_round_trips_through_one_document(held: list[LiveTrace]) -> None
     _requests()
     snaps = [snapshot.take(live) for live in held]
     payload = snapshot.encode_batch(snaps)
-    assert payload.isascii()  # lone surrogates travel as \\u escapes
-    doc = json.loads(payload)
-    assert doc["format"] == snapshot.FORMAT
-    assert len(doc["rules"]) == 3  # /chat, /files/**, the default: each once
+    fmt, rules, blobs = marshal.loads(payload)
+    assert fmt == snapshot.FORMAT
+    assert len(rules) == 3  # /chat, /files/**, the default: each once
+    assert len(blobs) == len(held)
     revived = snapshot.decode_batch(payload, held[0].destination)
     assert [r.trace_id for r in revived] == [live.trace_id for live in held]
 
@@ -140,9 +141,9 @@ def test_a_batch_round_trips_through_one_document(held: list[LiveTrace]) -> None
 def test_snapshots_hold_no_credentials(held: list[LiveTrace]) -> None:
     _requests()
     payload = snapshot.encode_batch([snapshot.take(live) for live in held])
-    for secret in ("s3cret", "t0k", "s=1"):
+    for secret in (b"s3cret", b"t0k", b"s=1"):
         assert secret not in payload
-    assert "REDACTED" in payload
+    assert b"REDACTED" in payload
 
 
 def test_unknown_deferred_capture_is_built_at_once(held: list[LiveTrace]) -> None:
@@ -155,9 +156,38 @@ def test_unknown_deferred_capture_is_built_at_once(held: list[LiveTrace]) -> Non
 def test_a_newer_format_is_refused_not_misread(held: list[LiveTrace]) -> None:
     with routetrace.start_span("root"):
         pass
-    payload = snapshot.encode_batch([snapshot.take(held[0])])
+    _, rules, blobs = marshal.loads(snapshot.encode_batch([snapshot.take(held[0])]))
+    newer = marshal.dumps((99, rules, blobs), 4)
     with pytest.raises(ValueError, match="format 99"):
-        snapshot.decode_batch(payload.replace('"format":1', '"format":99'), held[0].destination)
+        snapshot.decode_batch(newer, held[0].destination)
+    with pytest.raises(ValueError, match="format 1"):  # text: the development-time JSON
+        snapshot.decode_batch('{"format":1,"rules":{},"traces":[]}',  # type: ignore[arg-type]
+                              held[0].destination)
+    with pytest.raises(ValueError, match="not a snapshot batch"):
+        snapshot.decode_batch(b"\x00garbage", held[0].destination)
+
+
+def test_a_value_marshal_refuses_is_stored_built_at_once(
+        tracer: Tracer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A server handing ``client`` over as a namedtuple: marshal refuses tuple subclasses,
+    # so the worker builds that trace at once instead of snapshotting it.
+    Address = namedtuple("Address", "host port")
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    scope = make_scope("GET", "/who")
+    scope["client"] = Address("10.0.0.7", 4242)
+    monkeypatch.setattr(tracer.logger, "_compact", lambda: False)  # no idle-time building
+    asyncio.run(drive(TracingMiddleware(app, config=CONFIG), scope))
+    assert routetrace.flush(timeout=30)
+    assert _pending(tracer.backend) == 0  # nothing left to build: it was built at once
+    (trace,) = traces_of("web")
+    assert trace.data.spans[0].attributes["client.address"] == "10.0.0.7"
+    assert trace.data.spans[0].attributes["client.port"] == 4242
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # expected, quiet
 
 
 # -- in the local store -------------------------------------------------------------------
