@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import os
 import random
 import time
@@ -33,6 +34,7 @@ from routetrace.tracing.span import NO_OP_SPAN
 
 __all__ = ["TracingMiddleware"]
 
+_partial = functools.partial
 _random = random.random
 _time_ns = time.time_ns
 _attach = otel_context.attach
@@ -124,8 +126,6 @@ class TracingMiddleware:
             ex.scope = scope
             ex.root_path = scope.get("root_path", "")
             ex.span = span
-            ex._receive = receive
-            ex._send = send
             ex._header = self._trace_id_header
             span._deferred = ex
             otel_var = self._otel_var
@@ -144,9 +144,11 @@ class TracingMiddleware:
         # -- run the app -----------------------------------------------------------------
         try:
             if kind == "http":
-                await self.app(scope, ex.receive_http, ex.send_http)
+                await self.app(scope, _partial(_http_receive, ex, receive),
+                               _partial(_http_send, ex, send))
             else:
-                await self.app(scope, ex.receive_ws, ex.send_ws)
+                await self.app(scope, _partial(_ws_receive, ex, receive),
+                               _partial(_ws_send, ex, send))
         except BaseException as exc:
             ex.fail(exc)
             raise
@@ -165,10 +167,8 @@ class TracingMiddleware:
 
 
 class _ASGIExchange(Exchange):
-    """Per-request wrappers of ``receive`` and ``send``; never raise for tracing reasons."""
+    """One request's capture; the wrappers of ``receive`` and ``send`` below report to it."""
 
-    _receive: Receive
-    _send: Send
     _header: bytes | None = None
     _trailers = False
     _end_ns: int | None = None
@@ -215,96 +215,106 @@ class _ASGIExchange(Exchange):
         message["headers"] = [*headers, (header, b"tr-%032x" % self.span.trace.trace_id)]
         return message
 
-    # -- http ------------------------------------------------------------------------------
-    async def receive_http(self) -> Message:
-        message = await self._receive()
-        try:
-            kind = message["type"]
-            if kind == "http.request":
-                if self.rule.capture_body:
-                    self.keep_request_chunk(message.get("body", b""))
-            elif kind == "http.disconnect" and not self.ended:
-                self.disconnected = True
-                self.end()
-        except Exception:
-            report("request capture")
-        return message
 
-    async def send_http(self, message: Message) -> None:
+# ``receive`` and ``send`` as the app sees them: ``partial(_http_send, ex, send)`` and so on
+# (a partial is built in C, cheaper than a wrapper object). They never raise for tracing
+# reasons. The server's callables are held by these partials, not by the exchange: the trace
+# keeps its exchange until the export worker takes it, and the server's callables would keep
+# its per-request objects (uvicorn's whole request cycle) alive for the garbage collector to
+# walk meanwhile.
+
+
+async def _http_receive(ex: _ASGIExchange, inner: Receive) -> Message:
+    message = await inner()
+    try:
         kind = message["type"]
-        last = False
-        try:
-            if kind == "http.response.body":
-                if self.rule.capture_body:
-                    self.keep_response_chunk(message.get("body", b""))
-                last = not message.get("more_body", False) and not self._trailers
-            elif kind == "http.response.start":
-                self.status = message["status"]
-                self.response_headers = message.get("headers")
-                self._trailers = bool(message.get("trailers", False))
-                if self._header is not None:
-                    message = self._with_trace_id(message)
-            elif kind == "http.response.trailers":
-                last = not message.get("more_trailers", False)
-            elif kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
-                last = kind == "http.response.pathsend" or not message.get("more_body", False)
-        except Exception:
-            report("response capture")
-        if not last:
-            await self._send(message)
-            return
-        try:
-            await self._send(message)
-        finally:
-            if self.status is not None and self.status >= 500:
-                # An app that sent a 500 usually raises next (Starlette's ServerErrorMiddleware
-                # does): end when it does, so the exception is on the span, timed from here.
-                self._end_ns = time.time_ns()
-            else:
-                self.end()
+        if kind == "http.request":
+            if ex.rule.capture_body:
+                ex.keep_request_chunk(message.get("body", b""))
+        elif kind == "http.disconnect" and not ex.ended:
+            ex.disconnected = True
+            ex.end()
+    except Exception:
+        report("request capture")
+    return message
 
-    # -- websocket -------------------------------------------------------------------------
-    async def receive_ws(self) -> Message:
-        message = await self._receive()
-        try:
-            if message["type"] == "websocket.disconnect" and not self.ended:
-                self.disconnected = True
-                code = message.get("code", 1000)
-                self.span.set_attribute("websocket.close.code", code)
-                self.end(status=101)
-        except Exception:
-            report("websocket capture")
-        return message
 
-    async def send_ws(self, message: Message) -> None:
-        close = False
-        try:
-            kind = message["type"]
-            if kind == "websocket.accept":
-                self.status = 101
-                self.response_headers = message.get("headers")
-                if self._header is not None:
-                    message = self._with_trace_id(message)
-            elif kind == "websocket.close":
-                close = True
-                code = message.get("code", 1000)
-                self.span.set_attribute("websocket.close.code", code)
-                if code == 1011:  # "internal error"
-                    self.span.set_status("ERROR", f"websocket closed with {code}")
-                if self.status is None:
-                    self.status = 403  # closed before accept: the handshake was denied
-            elif kind == "websocket.http.response.start":
-                self.status = message["status"]
-                self.response_headers = message.get("headers")
-        except Exception:
-            report("websocket capture")
-        if not close:
-            await self._send(message)
-            return
-        try:
-            await self._send(message)
-        finally:
-            self.end()
+async def _http_send(ex: _ASGIExchange, inner: Send, message: Message) -> None:
+    kind = message["type"]
+    last = False
+    try:
+        if kind == "http.response.body":
+            if ex.rule.capture_body:
+                ex.keep_response_chunk(message.get("body", b""))
+            last = not message.get("more_body", False) and not ex._trailers
+        elif kind == "http.response.start":
+            ex.status = message["status"]
+            ex.response_headers = message.get("headers")
+            ex._trailers = bool(message.get("trailers", False))
+            if ex._header is not None:
+                message = ex._with_trace_id(message)
+        elif kind == "http.response.trailers":
+            last = not message.get("more_trailers", False)
+        elif kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
+            last = kind == "http.response.pathsend" or not message.get("more_body", False)
+    except Exception:
+        report("response capture")
+    if not last:
+        await inner(message)
+        return
+    try:
+        await inner(message)
+    finally:
+        if ex.status is not None and ex.status >= 500:
+            # An app that sent a 500 usually raises next (Starlette's ServerErrorMiddleware
+            # does): end when it does, so the exception is on the span, timed from here.
+            ex._end_ns = time.time_ns()
+        else:
+            ex.end()
+
+
+async def _ws_receive(ex: _ASGIExchange, inner: Receive) -> Message:
+    message = await inner()
+    try:
+        if message["type"] == "websocket.disconnect" and not ex.ended:
+            ex.disconnected = True
+            code = message.get("code", 1000)
+            ex.span.set_attribute("websocket.close.code", code)
+            ex.end(status=101)
+    except Exception:
+        report("websocket capture")
+    return message
+
+
+async def _ws_send(ex: _ASGIExchange, inner: Send, message: Message) -> None:
+    close = False
+    try:
+        kind = message["type"]
+        if kind == "websocket.accept":
+            ex.status = 101
+            ex.response_headers = message.get("headers")
+            if ex._header is not None:
+                message = ex._with_trace_id(message)
+        elif kind == "websocket.close":
+            close = True
+            code = message.get("code", 1000)
+            ex.span.set_attribute("websocket.close.code", code)
+            if code == 1011:  # "internal error"
+                ex.span.set_status("ERROR", f"websocket closed with {code}")
+            if ex.status is None:
+                ex.status = 403  # closed before accept: the handshake was denied
+        elif kind == "websocket.http.response.start":
+            ex.status = message["status"]
+            ex.response_headers = message.get("headers")
+    except Exception:
+        report("websocket capture")
+    if not close:
+        await inner(message)
+        return
+    try:
+        await inner(message)
+    finally:
+        ex.end()
 
 
 class _LifespanSend:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from typing import Any
 
 import httpx
@@ -330,6 +332,30 @@ def test_watchdog_aborts_a_stuck_handler(reset_tracer: Any) -> None:
     assert trace.info.trace_metadata["routetrace.aborted"] == "timeout"
     assert [e.name for e in trace.data.spans[0].events] == ["timeout"]
     assert routetrace.get_export_stats()["written"] == 1  # exported once
+
+
+def test_a_queued_trace_does_not_keep_the_servers_callables_alive(
+        hello_app: Any, tracer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The trace waits for the export worker with its exchange; the server's receive and send
+    # (uvicorn: bound methods of the whole request cycle) must not wait with it, or every
+    # queued trace keeps that cycle's objects alive for the garbage collector to walk.
+    held: list[Any] = []
+    monkeypatch.setattr(tracer.logger, "put", held.append)
+
+    class Server:
+        async def receive(self) -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(self, message: dict[str, Any]) -> None:
+            pass
+
+    server = Server()
+    asyncio.run(TracingMiddleware(hello_app)(make_scope(), server.receive, server.send))
+    alive = weakref.ref(server)
+    del server
+    gc.collect()
+    assert len(held) == 1 and held[0].root._deferred is not None  # the trace still waits
+    assert alive() is None
 
 
 # -- capture --------------------------------------------------------------------------------
