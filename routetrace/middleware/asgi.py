@@ -17,7 +17,7 @@ import functools
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -239,10 +239,13 @@ async def _http_receive(ex: _ASGIExchange, inner: Receive) -> Message:
     return message
 
 
-async def _http_send(ex: _ASGIExchange, inner: Send, message: Message) -> None:
+def _http_send(ex: _ASGIExchange, inner: Send, message: Message) -> Awaitable[None]:
+    # Not a coroutine: it returns the server's own ``send(message)`` for the app to await,
+    # one coroutine frame less per message. So the span ends as the last chunk is handed to
+    # the server rather than after the server took it (the same instant, to a microsecond).
     kind = message["type"]
-    last = False
     try:
+        last = False
         if kind == "http.response.body":
             if ex.rule.capture_body:
                 ex.keep_response_chunk(message.get("body", b""))
@@ -257,20 +260,17 @@ async def _http_send(ex: _ASGIExchange, inner: Send, message: Message) -> None:
             last = not message.get("more_trailers", False)
         elif kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
             last = kind == "http.response.pathsend" or not message.get("more_body", False)
+        if last:
+            if ex.status is not None and ex.status >= 500:
+                # An app that sent a 500 usually raises next (Starlette's
+                # ServerErrorMiddleware does): end when it does, so the exception is on the
+                # span, timed from here.
+                ex._end_ns = time.time_ns()
+            else:
+                ex.end()
     except Exception:
         report("response capture")
-    if not last:
-        await inner(message)
-        return
-    try:
-        await inner(message)
-    finally:
-        if ex.status is not None and ex.status >= 500:
-            # An app that sent a 500 usually raises next (Starlette's ServerErrorMiddleware
-            # does): end when it does, so the exception is on the span, timed from here.
-            ex._end_ns = time.time_ns()
-        else:
-            ex.end()
+    return inner(message)
 
 
 async def _ws_receive(ex: _ASGIExchange, inner: Receive) -> Message:
