@@ -5,7 +5,7 @@ list, body chunks up to the cap) on an :class:`Exchange`. On the export worker,
 :meth:`Exchange.facts` keeps what may be stored (kept headers, credentials replaced, the query
 redacted) without decoding anything; :func:`apply` decodes it, parses JSON bodies and fills
 inputs, outputs and OpenTelemetry HTTP semantic-convention attributes, either at once
-(:meth:`Exchange.build`, the root span's ``_deferred`` hook) or when a store builds a snapshot.
+(calling the exchange: it is the root span's ``_deferred`` hook) or when a store builds a snapshot.
 """
 
 from __future__ import annotations
@@ -257,14 +257,13 @@ class Exchange:
             self.disconnected, table.service_name,
         )
 
-    def build(self, span: LiveSpan) -> None:
-        """The deferred half of the capture, done at once."""
-        apply(span, self.facts())
-
     def __call__(self, span: LiveSpan) -> None:
-        # The exchange itself is the span's ``_deferred`` hook: a bound method would be one
-        # more object per request for the cyclic garbage collector to track.
-        self.build(span)
+        """The deferred half of the capture, done at once.
+
+        The exchange itself is the span's ``_deferred`` hook: a bound method would be one
+        more object per request for the cyclic garbage collector to track.
+        """
+        apply(span, self.facts())
 
 
 def _environ_headers(environ: Any) -> list[tuple[str, str]]:

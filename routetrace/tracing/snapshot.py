@@ -125,11 +125,10 @@ def take(live: LiveTrace) -> Snapshot:
         deferred = span._deferred
         facts = None
         if deferred is not None:
-            owner = getattr(deferred, "__self__", deferred)  # the exchange, or a bound method
-            owner_facts = getattr(owner, "facts", None)
-            if owner_facts is None:
+            facts_of = getattr(deferred, "facts", None)  # the middleware's exchange
+            if facts_of is None:
                 raise NotSnapshottable(f"deferred capture {deferred!r}")
-            facts = owner_facts()
+            facts = facts_of()
             index = _index_of(facts[0])
             facts = (index, *facts[1:])
             rules += (index,)

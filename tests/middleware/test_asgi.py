@@ -666,10 +666,11 @@ def test_websocket_session_is_one_trace() -> None:
 # -- never break the app --------------------------------------------------------------------
 def test_failing_deferred_builder_does_not_touch_the_response(hello_app: Any,
                                                              monkeypatch: Any) -> None:
-    def broken(self: Exchange, span: Any) -> None:
+    def broken(self: Exchange) -> None:
         raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "nope")
 
-    monkeypatch.setattr(Exchange, "build", broken)
+    # ``facts`` is the deferred capture's first step on every path (a snapshot or a build).
+    monkeypatch.setattr(Exchange, "facts", broken)
     sent = call(TracingMiddleware(hello_app))
     assert sent.body == b"hello"
     assert len(traces_of()) == 1  # exported without the request details
