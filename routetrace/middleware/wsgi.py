@@ -10,6 +10,7 @@ request's trace is current again, so spans started by a generator land in the ri
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections.abc import Iterable, Iterator, Mapping
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WSGITracingMiddleware"]
 
+_partial = functools.partial
 _random = random.random
 _attach = otel_context.attach
 _detach = otel_context.detach
@@ -77,8 +79,7 @@ class WSGITracingMiddleware:
                                      self.table.default_experiment, rule.timeout_seconds, remote)
             if span is NO_OP_SPAN:
                 raise Untraced
-            ex = _WSGIExchange(self.table, rule, method, path or "/", start_response,
-                               self._trace_id_header)
+            ex = _WSGIExchange(self.table, rule, method, path or "/", self._trace_id_header)
             ex.environ = environ
             ex.span = span
             span._deferred = ex
@@ -89,7 +90,7 @@ class WSGITracingMiddleware:
             abandon(exc, span, dest_token)
             return self.app(environ, start_response)
         try:
-            result = self.app(environ, ex.start_response)
+            result = self.app(environ, _partial(_start_response, ex, start_response))
         except BaseException as exc:
             ex.fail(exc)
             raise
@@ -104,30 +105,12 @@ class WSGITracingMiddleware:
 
 
 class _WSGIExchange(Exchange):
-    __slots__ = ("_header", "_start_response")
+    __slots__ = ("_header",)
 
     def __init__(self, table: RouteTable, rule: Rule, method: str, path: str,
-                 start_response: StartResponse, header: str | None) -> None:
+                 header: str | None) -> None:
         super().__init__(table, rule, method, path)
-        self._start_response = start_response
         self._header = header
-
-    def start_response(self, status: str, headers: list[tuple[str, str]],
-                       exc_info: Any = None) -> Any:
-        try:
-            self.status = int(status[:3])
-            self.response_headers = headers
-            # Flask drops environ["werkzeug.request"] when its request context ends: read the
-            # url_rule now, while it is there.
-            self.route = wsgi_route(self.environ)
-            header = self._header
-            if header is not None and not any(k.lower() == header for k, _ in headers):
-                headers = [*headers, (header, f"tr-{self.span.trace.trace_id:032x}")]
-        except Exception:
-            report("response capture")
-        if exc_info is None:
-            return self._start_response(status, headers)
-        return self._start_response(status, headers, exc_info)
 
     def fail(self, exc: BaseException) -> None:
         if self.ended:
@@ -153,6 +136,30 @@ class _WSGIExchange(Exchange):
             span.end()
         except Exception:
             report("ending the request span")
+
+
+def _start_response(ex: _WSGIExchange, inner: StartResponse, status: str,
+                    headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+    """``start_response`` as the app sees it: ``partial(_start_response, ex, start_response)``.
+
+    The server's callable is held by the partial, not by the exchange, which waits with its
+    trace for the export worker: as in the ASGI middleware, a queued trace must not keep the
+    server's per-request objects alive.
+    """
+    try:
+        ex.status = int(status[:3])
+        ex.response_headers = headers
+        # Flask drops environ["werkzeug.request"] when its request context ends: read the
+        # url_rule now, while it is there.
+        ex.route = wsgi_route(ex.environ)
+        header = ex._header
+        if header is not None and not any(k.lower() == header for k, _ in headers):
+            headers = [*headers, (header, f"tr-{ex.span.trace.trace_id:032x}")]
+    except Exception:
+        report("response capture")
+    if exc_info is None:
+        return inner(status, headers)
+    return inner(status, headers, exc_info)
 
 
 class _TracedBody:

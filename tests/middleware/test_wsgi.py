@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -135,6 +137,34 @@ def test_traceparent_and_raw_wsgi_close() -> None:
     assert trace.info.trace_id == "tr-0af7651916cd43dd8448eb211c80319c"
     assert headers["x-trace-id"] == trace.info.trace_id
     assert trace.data.spans[0].name == "GET"
+
+
+def test_a_queued_trace_does_not_keep_the_servers_start_response_alive(
+        tracer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As for ASGI: the trace waits for the export worker with its exchange, and the server's
+    # start_response (gunicorn: a bound method of the request's response) must not wait too.
+    held: list[Any] = []
+    monkeypatch.setattr(tracer.logger, "put", held.append)
+
+    def app(environ: dict, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    class Server:
+        def start_response(self, status: str, headers: list, exc_info: Any = None) -> Any:
+            self.status = status
+            return lambda data: None
+
+    server = Server()
+    body = WSGITracingMiddleware(app)(create_environ("/x"), server.start_response)
+    assert b"".join(body) == b"ok"
+    body.close()
+    assert server.status == "200 OK"
+    alive = weakref.ref(server)
+    del server, body
+    gc.collect()
+    assert len(held) == 1 and held[0].root._deferred is not None  # the trace still waits
+    assert alive() is None
 
 
 def test_close_without_iterating_ends_the_span() -> None:
