@@ -65,7 +65,7 @@ def build_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trace
     """The stored form of ``live``; its experiment id is stamped when the batch is written."""
     root = live.root
     assert root is not None  # a LiveTrace is created with its root
-    spans = list(live.spans)
+    spans = live.spans
     for span in spans:
         deferred = span._deferred
         if deferred is not None:

@@ -6,6 +6,8 @@ can race, and only the first of them hands the trace to the exporter.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -19,11 +21,24 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveTrace"]
 
+_children_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _children_lock
+    _children_lock = threading.Lock()  # a fork while another thread held it must not hang us
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class LiveTrace:
     __slots__ = (
         "_once",
         "aborted",
         "backend",
+        "children",
         "deadline_ns",
         "destination",
         "finished",
@@ -35,7 +50,6 @@ class LiveTrace:
         "root",
         "run_id",
         "seq",
-        "spans",
         "tags",
         "trace_id",
     )
@@ -56,7 +70,11 @@ class LiveTrace:
         self.run_id = run_id
         self.deadline_ns = deadline_ns
         self.root: LiveSpan | None = None
-        self.spans: list[LiveSpan] = []
+        # The spans after the root, in start order; None until the first one starts. Most
+        # traces of a web service are the request's root span alone, and a list that is
+        # never used is one more object for the garbage collector while the trace waits
+        # for the export worker.
+        self.children: list[LiveSpan] | None = None
         self.finished = False
         # Popped once by _claim (atomic under the GIL). A bytearray, not a list: it is not
         # tracked by the cyclic garbage collector, one object less per trace to collect.
@@ -68,6 +86,24 @@ class LiveTrace:
         self.response_preview: str | None = None
         self.remote_parent_span_id: int | None = None
         self.seq = 0
+
+    @property
+    def spans(self) -> list[LiveSpan]:
+        """Every span, the root first, in start order (a new list)."""
+        root = self.root
+        if root is None:
+            return []
+        children = self.children
+        return [root, *children] if children else [root]
+
+    def add_child(self, span: LiveSpan) -> None:
+        children = self.children
+        if children is None:
+            with _children_lock:  # two threads starting the first child at once
+                children = self.children
+                if children is None:
+                    children = self.children = []
+        children.append(span)
 
     def end_span(self, span: LiveSpan, end_time_ns: int) -> None:
         if self.finished:
@@ -102,7 +138,7 @@ class LiveTrace:
             return False
         self.aborted = reason
         now = time.time_ns()
-        for span in list(self.spans):
+        for span in self.spans:
             if span.end_time_ns is None:
                 span.add_event(SpanEvent(reason, now, {"message": message}))
                 span.set_status("ERROR", message)
@@ -117,10 +153,15 @@ class LiveTrace:
         span at its capture and back: reference cycles that only the cyclic garbage collector
         would free, in collections triggered on the request path.
         """
-        for span in self.spans:
-            span._deferred = None
-        self.spans = []
-        self.root = None
+        root = self.root
+        if root is not None:
+            root._deferred = None
+            self.root = None
+        children = self.children
+        if children:
+            for span in children:
+                span._deferred = None
+        self.children = None
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         if self.tags is None:

@@ -220,7 +220,8 @@ def decode_batch(payload: bytes, destination: Experiment) -> list[LiveTrace]:
                 span._deferred = _Revived((rules[facts[0]], *facts[1:]))
             if live.root is None:
                 live.root = span
-            live.spans.append(span)
+            else:
+                live.add_child(span)
         out.append(live)
     return out
 

@@ -188,7 +188,7 @@ class Tracer:
                             "ignored on %r (warned once)", name)
             span = LiveSpan(trace, _getrandbits(64) or 1, parent.span_id_int, name, span_type,
                             start)
-            trace.spans.append(span)
+            trace.add_child(span)
             return span
         return self.start_root(name, span_type, trace_destination, route_default,
                                timeout_seconds, remote_parent, start)
@@ -233,7 +233,6 @@ class Tracer:
             trace.remote_parent_span_id = remote_parent[1]
         span = LiveSpan(trace, _getrandbits(64) or 1, None, name, span_type, start)
         trace.root = span
-        trace.spans.append(span)
         self.live[id(trace)] = trace
         if timeout_ns:
             self.watchdog.ensure_running()
