@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
@@ -209,14 +209,15 @@ class Exchange:
         self.resp_size += len(chunk)
 
     # -- on the export worker --------------------------------------------------------------
-    def facts(self) -> tuple:
+    def facts(self, rule_ref: Callable[[Any], Any] | None = None) -> tuple:
         """What :func:`apply` needs, as plain data, with nothing secret left in it.
 
         Runs on the export worker for every request, so it does as little as it can: no
         decoding, just references and the headers that are kept (uncaptured ones dropped,
         credentials replaced, the query string redacted). A store may keep the result as it
         is (:mod:`routetrace.tracing.snapshot`) and apply it when first read. Element 0 is
-        the rule; the rest is bytes, str, int, bool, None, tuples and lists.
+        the rule (or ``rule_ref(rule)``: the snapshot's index of it); the rest is bytes, str,
+        int, bool, None, tuples and lists.
         """
         table, rule = self.table, self.rule
         keep, redact = _filter(rule.capture_headers, table.redact_headers)
@@ -250,7 +251,8 @@ class Exchange:
             if self.resp_body is not None:
                 response_body = b"".join(self.resp_body)[: rule.capture_body]
         return (
-            rule, kind, self.method, self.path, query or "", scheme, client, protocol, template,
+            rule if rule_ref is None else rule_ref(rule),
+            kind, self.method, self.path, query or "", scheme, client, protocol, template,
             request, self.status, response or None,
             request_body, None if self.req_body is None else self.req_size,
             response_body, None if self.resp_body is None else self.resp_size,

@@ -8,17 +8,18 @@ takes a *snapshot* instead: what the build needs, filtered and redacted
 stored as one value and built into traces when it is first read, or when the process is idle
 (:meth:`LocalStore.compact`).
 
-The encoding is :mod:`marshal` (version 4): the standard library's C serializer for plain
-values, about half the cost of JSON here (no decoding of header bytes, no decimal text for
-128-bit ids), and it cannot run code when loaded, unlike pickle. It is stable across
-CPython 3 versions for the types used (bytes, str, int, float, bool, None, tuple, list,
-dict). The store is the user's own file; a payload that fails to load is left in place and
-reported, never half-built.
+The encoding is :mod:`marshal` (version 4), one call per batch: the standard library's C
+serializer for plain values, about half the cost of JSON here (no decoding of header bytes,
+no decimal text for 128-bit ids), and it cannot run code when loaded, unlike pickle. It is
+stable across CPython 3 versions for the types used (bytes, str, int, float, bool, None,
+tuple, list, dict). The store is the user's own file; a payload that fails to load is left
+in place and reported, never half-built.
 
 Building a revived snapshot runs the same code as building the live trace
 (:func:`routetrace.tracing.build.build_trace`), so the stored traces are the same either way.
-A trace that cannot be snapshotted (a deferred capture of an unknown kind, a value marshal
-refuses) is built at once instead. Span processors need the live objects: with processors
+A trace holding a deferred capture of an unknown kind is built at once instead; one holding a
+value marshal refuses (a subclass of a plain type: a namedtuple ``client``, an ``HTTPStatus``)
+has it stored as the plain type. Span processors need the live objects: with processors
 configured, traces are always built at once.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import json
 import marshal
+import operator
 import os
 import threading
 from typing import TYPE_CHECKING, Any
@@ -41,7 +43,9 @@ if TYPE_CHECKING:
 __all__ = ["FORMAT", "NotSnapshottable", "Snapshot", "decode_batch", "encode_batch", "revive",
            "take"]
 
-FORMAT = 2  # bump when the layout below changes (1 was JSON text, during development)
+FORMAT = 3  # bump when the layout below changes
+# 2: each trace marshalled on its own inside the batch (read still); 1: JSON text (refused).
+_FORMAT_PER_TRACE = 2
 _MARSHAL_VERSION = 4
 
 _PRIMITIVE = (str, int, float, bool, type(None))
@@ -52,15 +56,15 @@ class NotSnapshottable(Exception):
 
 
 class Snapshot:
-    """One trace's snapshot (see :func:`take`): its encoded bytes, and the rules it refers to.
+    """One trace's snapshot (see :func:`take`): plain data, and the rules it refers to.
 
-    Bytes, not nested lists: a batch waiting for its write then holds one bytes object per
-    trace, which the cyclic garbage collector never has to look at.
+    Encoded with its batch (:func:`encode_batch`), as the worker writes it: a snapshot lives
+    from the worker's take to its write, unless the write has to be retried.
     """
 
     __slots__ = ("data", "rules", "trace_id")
 
-    def __init__(self, trace_id: int, data: bytes, rules: tuple[int, ...]) -> None:
+    def __init__(self, trace_id: int, data: tuple, rules: tuple[int, ...]) -> None:
         self.trace_id = trace_id
         self.data = data
         self.rules = rules
@@ -128,10 +132,8 @@ def take(live: LiveTrace) -> Snapshot:
             facts_of = getattr(deferred, "facts", None)  # the middleware's exchange
             if facts_of is None:
                 raise NotSnapshottable(f"deferred capture {deferred!r}")
-            facts = facts_of()
-            index = _index_of(facts[0])
-            facts = (index, *facts[1:])
-            rules += (index,)
+            facts = facts_of(_index_of)  # the rule as its index in the batch's rule table
+            rules += (facts[0],)
         events = span._events
         spans.append((
             span.span_id_int, span.parent_span_id, span._name, span._span_type,
@@ -143,21 +145,59 @@ def take(live: LiveTrace) -> Snapshot:
             ],
             facts,
         ))
-    try:
-        data = marshal.dumps((
-            live.trace_id, live.remote_parent_span_id, live.run_id, live.tags, live.metadata,
-            live.aborted, live.request_preview, live.response_preview, spans,
-        ), _MARSHAL_VERSION)
-    except ValueError as exc:  # a value of a type marshal does not know (a str subclass...)
-        raise NotSnapshottable(str(exc)) from None
-    return Snapshot(live.trace_id, data, rules)
+    return Snapshot(live.trace_id, (
+        live.trace_id, live.remote_parent_span_id, live.run_id, live.tags, live.metadata,
+        live.aborted, live.request_preview, live.response_preview, spans,
+    ), rules)
 
 
 def encode_batch(snapshots: list[Snapshot]) -> bytes:
-    """One value for a batch: the format, the rules its requests matched (once), the traces."""
+    """One value for a batch: the format, the rules its requests matched (once), the traces.
+
+    One ``marshal`` call for the whole batch: per trace it costs a quarter of a call per
+    trace (the call's own set-up was most of it).
+    """
     used = sorted({i for s in snapshots for i in s.rules})
-    return marshal.dumps((FORMAT, {i: _rule_json[i] for i in used},
-                          [s.data for s in snapshots]), _MARSHAL_VERSION)
+    rules = {i: _rule_json[i] for i in used}
+    traces = [s.data for s in snapshots]
+    try:
+        return marshal.dumps((FORMAT, rules, traces), _MARSHAL_VERSION)
+    except ValueError:
+        # A value of a type marshal does not take: a server's ``client`` as a namedtuple,
+        # an ``HTTPStatus`` for the status. Only those traces are made plain.
+        return marshal.dumps((FORMAT, rules, [_marshallable(t) for t in traces]),
+                             _MARSHAL_VERSION)
+
+
+def _marshallable(value: Any) -> Any:
+    try:
+        marshal.dumps(value, _MARSHAL_VERSION)
+    except ValueError:
+        return _plain(value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every subclass of a plain type made that type (what the JSON of a
+    built trace would have held); anything else becomes its ``str``."""
+    cls = value.__class__
+    if value is None or cls in (str, int, float, bool, bytes):
+        return value
+    if isinstance(value, int) or hasattr(cls, "__index__"):  # IntEnum, HTTPStatus, numpy
+        return operator.index(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return str(value)
 
 
 class _Revived:
@@ -183,20 +223,21 @@ def decode_batch(payload: bytes, destination: Experiment) -> list[LiveTrace]:
         doc = marshal.loads(payload)
     except (EOFError, ValueError, TypeError) as exc:
         raise ValueError(f"not a snapshot batch ({exc})") from None
-    if not (isinstance(doc, tuple) and len(doc) == 3 and doc[0] == FORMAT):
+    if not (isinstance(doc, tuple) and len(doc) == 3 and doc[0] in (FORMAT, _FORMAT_PER_TRACE)):
         found = doc[0] if isinstance(doc, tuple) and doc else "unknown"
         raise ValueError(f"snapshot format {found!r} is not {FORMAT} "
                          "(written by another routetrace version)")
-    _, stored_rules, blobs = doc
+    fmt, stored_rules, stored = doc
+    if fmt == _FORMAT_PER_TRACE:
+        stored = [marshal.loads(blob) for blob in stored]
     rules: dict[int, Any] = {}
     if stored_rules:
         from routetrace.middleware.capture import StoredRule
 
         rules = {int(i): StoredRule(json.loads(r)) for i, r in stored_rules.items()}
     out = []
-    for blob in blobs:
-        (trace_id, remote_parent, run_id, tags, metadata, aborted, request_preview,
-         response_preview, spans) = marshal.loads(blob)
+    for (trace_id, remote_parent, run_id, tags, metadata, aborted, request_preview,
+         response_preview, spans) in stored:
         live = LiveTrace(trace_id, destination, None, _never, run_id)  # type: ignore[arg-type]
         live.remote_parent_span_id = remote_parent
         live.tags = tags

@@ -37,7 +37,8 @@ def test_threads_starting_the_first_children_at_once_lose_none(tracer: Tracer) -
         barrier = threading.Barrier(8)
         started: list[LiveSpan] = []
 
-        def child(root: LiveSpan = root, barrier: threading.Barrier = barrier) -> None:
+        def child(root: LiveSpan = root, barrier: threading.Barrier = barrier,
+                  started: list[LiveSpan] = started) -> None:
             barrier.wait()
             span = tracer.start_span("child", parent=root)
             assert isinstance(span, LiveSpan)

@@ -8,6 +8,7 @@ import marshal
 import sqlite3
 import time
 from collections import namedtuple
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -167,27 +168,50 @@ def test_a_newer_format_is_refused_not_misread(held: list[LiveTrace]) -> None:
         snapshot.decode_batch(b"\x00garbage", held[0].destination)
 
 
-def test_a_value_marshal_refuses_is_stored_built_at_once(
+def test_values_marshal_refuses_are_stored_as_their_plain_types(
         tracer: Tracer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A server handing ``client`` over as a namedtuple: marshal refuses tuple subclasses,
-    # so the worker builds that trace at once instead of snapshotting it.
+    # A server handing ``client`` over as a namedtuple and an app answering with an
+    # ``HTTPStatus``: marshal refuses subclasses of plain types, so the batch stores that
+    # trace's values as the plain types (what the JSON of a built trace holds), the other
+    # traces of the batch untouched.
     Address = namedtuple("Address", "host port")
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.start", "status": HTTPStatus.ACCEPTED,
+                    "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    scope = make_scope("GET", "/who")
-    scope["client"] = Address("10.0.0.7", 4242)
+    odd = make_scope("GET", "/who")
+    odd["client"] = Address("10.0.0.7", 4242)
     monkeypatch.setattr(tracer.logger, "_compact", lambda: False)  # no idle-time building
-    asyncio.run(drive(TracingMiddleware(app, config=CONFIG), scope))
+    traced = TracingMiddleware(app, config=CONFIG)
+
+    async def both() -> None:
+        await drive(traced, odd)
+        await drive(traced, make_scope("GET", "/plain"))
+
+    asyncio.run(drive(traced, make_scope("GET", "/warm")))  # the worker started
     assert routetrace.flush(timeout=30)
-    assert _pending(tracer.backend) == 0  # nothing left to build: it was built at once
-    (trace,) = traces_of("web")
-    assert trace.data.spans[0].attributes["client.address"] == "10.0.0.7"
-    assert trace.data.spans[0].attributes["client.port"] == 4242
+    with tracer.logger._lock:  # one batch for both (the request path takes no lock)
+        asyncio.run(both())
+    assert routetrace.flush(timeout=30)
+    assert _pending(tracer.backend) == 3  # stored as snapshots, built when read
+    by_path = {t.data.spans[0].attributes["url.path"]: t for t in traces_of("web")}
+    who = by_path["/who"].data.spans[0].attributes
+    assert (who["client.address"], who["client.port"]) == ("10.0.0.7", 4242)
+    assert who["http.response.status_code"] == 202
+    assert by_path["/plain"].data.spans[0].attributes["http.response.status_code"] == 202
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # expected, quiet
+
+
+def test_a_format_2_batch_of_per_trace_blobs_is_still_read(held: list[LiveTrace]) -> None:
+    _requests()
+    snaps = [snapshot.take(live) for live in held]
+    _, rules, traces = marshal.loads(snapshot.encode_batch(snaps))
+    older = marshal.dumps((2, rules, [marshal.dumps(t, 4) for t in traces]), 4)
+    revived = snapshot.decode_batch(older, held[0].destination)
+    assert [r.trace_id for r in revived] == [live.trace_id for live in held]
 
 
 # -- in the local store -------------------------------------------------------------------
