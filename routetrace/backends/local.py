@@ -102,7 +102,14 @@ CREATE TABLE IF NOT EXISTS pending_batches (
     trace_count INTEGER NOT NULL,
     payload BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS store_counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 """
+# Traces whose snapshot was read but could not be built: counted here, in the store, so
+# that ``stats()`` in any process (the CLI's, the viewer's) reports them.
+_FAILED_TO_BUILD = "traces_failed_to_build"
 
 _NAME_TAG = "mlflow.traceName"
 _SCHEMA_KEY = "mlflow.trace_schema.version"
@@ -456,12 +463,18 @@ class LocalStore(Backend):
                 for batch_id, exp_id, trace_count, payload in rows:
                     if count and count + trace_count > chunk:
                         break
-                    traces = self._build_batch(batch_id, exp_id, payload)
-                    if traces is None:  # unreadable: left in place, skipped from now on
+                    built = self._build_batch(batch_id, exp_id, payload)
+                    if built is None:  # unreadable: left in place, skipped from now on
                         self._unreadable_below = max(self._unreadable_below, batch_id)
                         continue
+                    traces, failed = built
                     if traces:
                         self._write(conn, exp_id, traces)
+                    if failed:
+                        conn.execute(
+                            "INSERT INTO store_counters (name, value) VALUES (?, ?) "
+                            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                            (_FAILED_TO_BUILD, failed))
                     conn.execute("DELETE FROM pending_batches WHERE batch_id = ?", (batch_id,))
                     count += trace_count
                 conn.execute("COMMIT")
@@ -472,7 +485,9 @@ class LocalStore(Backend):
             done += max(count, 1)
         return True
 
-    def _build_batch(self, batch_id: int, exp_id: int, payload: bytes) -> list[Trace] | None:
+    def _build_batch(self, batch_id: int, exp_id: int, payload: bytes
+                     ) -> tuple[list[Trace], int] | None:
+        """The batch's traces and how many of them failed to build; None if unreadable."""
         try:
             lives = decode_batch(payload, Experiment(experiment_id=str(exp_id)))
         except Exception as exc:
@@ -480,13 +495,16 @@ class LocalStore(Backend):
                         "place", batch_id, self.db_path, exc)
             return None
         out = []
+        failed = 0
         for live in lives:
             try:
                 out.append(build_trace(live, ()))
             except Exception:
-                log.warning("routetrace: could not build trace %032x from %s; dropped it",
-                            live.trace_id, self.db_path, exc_info=True)
-        return out
+                failed += 1
+                log.warning("routetrace: could not build trace %032x from %s; dropped it "
+                            "(counted in the store's stats as %s)", live.trace_id,
+                            self.db_path, _FAILED_TO_BUILD, exc_info=True)
+        return out, failed
 
     @_locked
     def compact(self, max_traces: int = _MATERIALIZE_CHUNK) -> bool:
@@ -681,8 +699,11 @@ class LocalStore(Backend):
             p.stat().st_size for p in self.db_path.parent.glob(self.db_path.name + "*")
             if p.is_file()
         )
+        row = conn.execute("SELECT value FROM store_counters WHERE name = ?",
+                           (_FAILED_TO_BUILD,)).fetchone()
         return {"backend": "local", "path": str(self.db_path), "traces": traces + pending,
-                "traces_to_build": pending, "bytes": size}
+                "traces_to_build": pending, _FAILED_TO_BUILD: row[0] if row else 0,
+                "bytes": size}
 
 
 def _merge(old: Trace, new: Trace) -> Trace:

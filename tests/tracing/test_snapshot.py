@@ -283,6 +283,36 @@ def test_an_unreadable_batch_is_skipped_and_the_rest_built(
     assert "cannot be read" not in caplog.text  # warned once per store, not per read
 
 
+def test_a_trace_that_fails_to_build_is_counted_in_the_stores_stats(
+        tracer: Tracer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(tracer.logger, "_compact", lambda: False)
+    store = tracer.backend
+    for name in ("good", "bad", "also good"):
+        with routetrace.start_span(name):
+            pass
+    assert routetrace.flush(timeout=30)
+    assert store.stats()["traces_failed_to_build"] == 0
+
+    def build(live: LiveTrace, processors: tuple) -> Any:
+        if live.root is not None and live.root.name == "bad":
+            raise RuntimeError("cannot build this one")
+        return build_trace(live, processors)
+
+    monkeypatch.setattr("routetrace.backends.local.build_trace", build)
+    with caplog.at_level(logging.WARNING, logger="routetrace"):
+        names = sorted(t.data.spans[0].name for t in traces_of())
+    assert names == ["also good", "good"]
+    assert "traces_failed_to_build" in caplog.text
+    assert _pending(store) == 0
+    assert store.stats()["traces_failed_to_build"] == 1
+    reopened = LocalStore.from_uri(str(store.db_path.parent))  # kept in the store itself
+    try:
+        assert reopened.stats()["traces_failed_to_build"] == 1
+    finally:
+        reopened.close()
+
+
 def test_span_processors_see_live_spans_so_traces_are_built_at_once(
         tracer: Tracer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tracer.logger, "_compact", lambda: False)
