@@ -19,6 +19,7 @@ __all__ = [
     "UnsupportedOperation",
     "check_delete_arguments",
     "check_max_results",
+    "check_positive_int",
 ]
 
 
@@ -133,10 +134,15 @@ class Backend(abc.ABC):
         return None
 
 
+def check_positive_int(name: str, value: int) -> None:
+    """A count argument: an ``int`` of at least 1 (``True`` is refused: surely a mistake)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+
 def check_max_results(max_results: int) -> None:
     """The ``max_results`` rule every backend's ``search_traces`` shares."""
-    if not isinstance(max_results, int) or max_results < 1:
-        raise ValueError(f"max_results must be a positive integer, not {max_results!r}")
+    check_positive_int("max_results", max_results)
 
 
 def check_delete_arguments(

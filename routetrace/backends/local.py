@@ -31,6 +31,7 @@ from routetrace.backends.base import (
     ExperimentInfo,
     check_delete_arguments,
     check_max_results,
+    check_positive_int,
 )
 from routetrace.tracing.build import build_trace
 from routetrace.tracing.destination import Experiment
@@ -512,8 +513,7 @@ class LocalStore(Backend):
 
         The export worker calls this when its process has been idle for a while.
         """
-        if not isinstance(max_traces, int) or isinstance(max_traces, bool) or max_traces < 1:
-            raise ValueError(f"max_traces must be a positive integer, not {max_traces!r}")
+        check_positive_int("max_traces", max_traces)
         try:
             return self._materialize(self._conn(), max_traces)
         except sqlite3.Error as exc:

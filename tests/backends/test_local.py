@@ -70,8 +70,9 @@ def test_search_filters(store):
     oldest_first = routetrace.search_traces(order_by=["timestamp_ms ASC"])
     assert [t.info.trace_id for t in oldest_first] == [fast, slow]
     assert len(routetrace.search_traces(max_results=1)) == 1
-    with pytest.raises(ValueError, match="max_results"):
-        routetrace.search_traces(max_results=0)
+    for wrong in (0, -1, True, 2.5, "10"):
+        with pytest.raises(ValueError, match="max_results must be a positive integer"):
+            routetrace.search_traces(max_results=wrong)
 
 
 def test_hostile_filter_never_reaches_sql(store):
