@@ -1,19 +1,35 @@
-"""The request path against minimal middlewares, GET through Starlette, export held.
+"""The request path built up layer by layer, GET through Starlette, export held.
 
     .venv/bin/python -m benchmarks.bench_variants
 
-Each variant wraps the same Starlette hello-world: ``bare`` (no middleware), ``pass``
-(a pure ASGI pass-through), ``wrap`` (a ``send`` wrapper reading the status), ``span`` (a
-root span started and ended around the app, OpenTelemetry context attached: the floor of any
-tracing middleware built on routetrace's core), ``routetrace`` (``TracingMiddleware``, the
-hand-off replaced by a no-op). Best and median µs per request of 7 interleaved rounds of
-5 000 requests: the difference between two rows is what that layer costs.
+Each variant wraps the same Starlette hello-world; each row adds one thing to the row above:
+
+- ``bare``: no middleware; ``pass``: a pure ASGI pass-through; ``wrap``: a ``send`` wrapper
+  reading the status;
+- ``minimal``: DESIGN.md's floor of a root-span middleware: random ids, the clock, a
+  ``ContextVar``, one compiled regex for the route, the status, a deque append at the last
+  body chunk;
+- ``+receive``: a ``receive`` wrapper too;
+- ``+root span``: routetrace's trace and root span (``Tracer.start_root``, ended by
+  ``LiveTrace.end_span``, hand-off released) instead of the list;
+- ``+otel context``: the span set as OpenTelemetry's current span;
+- ``+trace id header``: the ``x-trace-id`` response header added (message and list copied);
+- ``+exchange``: the object the capture writes to;
+- ``routetrace``: ``TracingMiddleware`` itself (its hand-off replaced by a release): the
+  difference to ``+exchange`` is routetrace's glue (rules, ``traceparent``, sampling,
+  destination, status rules, the live registry, the queue's accounting).
+
+Best and median µs per request of 9 interleaved rounds of 5 000 requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextvars
 import os
+import random
+import re
 import time
 from typing import Any
 
@@ -23,24 +39,31 @@ SCOPE = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "met
          "scheme": "http", "path": "/hello", "raw_path": b"/hello", "query_string": b"",
          "root_path": "", "headers": [(b"host", b"x"), (b"user-agent", b"bench")],
          "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+ROUNDS = 9
 
 
 def main() -> None:
     import tempfile
 
     os.environ.setdefault("MLFLOW_TRACKING_URI", tempfile.mkdtemp(prefix="bench-variants-"))
-    from opentelemetry import context as otel_context
-    from opentelemetry import trace as otel_trace
+    from opentelemetry.context import Context
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
     from routetrace.middleware import TracingMiddleware
+    from routetrace.middleware.asgi import _ASGIExchange, _otel_context_var
     from routetrace.tracing.tracer import get_tracer
 
     tracer = get_tracer()
     tracer.logger.put = lambda trace: trace.release()  # type: ignore[method-assign]
+    otel_var, span_key = _otel_context_var()
+    assert otel_var is not None, "OpenTelemetry's context is not the default one"
+    current: contextvars.ContextVar[Any] = contextvars.ContextVar("current", default=None)
+    finished: collections.deque[Any] = collections.deque(maxlen=100_000)
+    route = re.compile(r"/hello|/chat/[^/]+")
+    getrandbits, time_ns = random.getrandbits, time.time_ns
 
     async def hello(request: Any) -> PlainTextResponse:
         return PlainTextResponse("hi")
@@ -64,26 +87,61 @@ def main() -> None:
 
             await self.app(scope, receive, wrapped)
 
-    class Span(Pass):
-        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            span = tracer.start_span("GET", "UNKNOWN", parent=None)
-            token = otel_context.attach(otel_trace.set_span_in_context(span))
+    def layered(level: int) -> type:
+        """The minimal middleware (level 0) with the first ``level`` layers added."""
 
-            async def wrapped(message: Any) -> None:
-                await send(message)
-                if message["type"] == "http.response.body" and not message.get("more_body"):
-                    span.end()
+        class Layered(Pass):
+            async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+                if scope["type"] != "http":
+                    await self.app(scope, receive, send)
+                    return
+                route.fullmatch(scope["path"])
+                if level >= 2:
+                    record: Any = tracer.start_root("GET", "UNKNOWN", None, None, None, None)
+                else:
+                    record = [getrandbits(128), getrandbits(64), time_ns(), None, None]
+                if level >= 5:
+                    ex = _ASGIExchange(None, None, "GET", scope["path"])  # type: ignore[arg-type]
+                    ex.scope = scope
+                    ex.span = record
+                token = current.set(record)
+                if level >= 3:
+                    otel_token = otel_var.set(Context({span_key: record}))
 
-            try:
-                await self.app(scope, receive, wrapped)
-            finally:
-                otel_context.detach(token)
+                def wrapped(message: Any) -> Any:
+                    if message["type"] == "http.response.start":
+                        if level >= 4:
+                            message = message.copy()
+                            message["headers"] = [*message["headers"], (
+                                b"x-trace-id", b"tr-%032x" % getrandbits(128))]
+                    elif not message.get("more_body"):
+                        if level >= 2:
+                            record.trace.end_span(record, time_ns())
+                        else:
+                            record[4] = time_ns()
+                            finished.append(record)
+                    return send(message)
+
+                async def receive_wrapped() -> Any:
+                    return await receive()
+
+                try:
+                    await self.app(scope, receive_wrapped if level >= 1 else receive, wrapped)
+                finally:
+                    current.reset(token)
+                    if level >= 3:
+                        otel_var.reset(otel_token)
+
+        return Layered
 
     def make(middleware: Any = None, **kwargs: Any) -> Any:
         return Starlette(routes=[Route("/hello", hello)],
                          middleware=[Middleware(middleware, **kwargs)] if middleware else [])
 
-    apps = {"bare": make(), "pass": make(Pass), "wrap": make(Wrap), "span": make(Span),
+    layers = ["minimal", "+receive", "+root span", "+otel context", "+trace id header",
+              "+exchange"]
+    apps = {"bare": make(), "pass": make(Pass), "wrap": make(Wrap),
+            **{name: make(layered(i)) for i, name in enumerate(layers)},
             "routetrace": make(TracingMiddleware, config={"routes": []})}
 
     async def receive() -> dict[str, Any]:
@@ -98,16 +156,19 @@ def main() -> None:
 
     async def run() -> None:
         results: dict[str, list[float]] = {name: [] for name in apps}
-        for _ in range(7):
+        for _ in range(ROUNDS):
             for name, app in apps.items():
                 await loop(app, 500)
                 started = time.perf_counter()
                 await loop(app, 5000)
                 results[name].append((time.perf_counter() - started) / 5000 * 1e6)
         bare = min(results["bare"])
+        previous = bare
         for name, values in results.items():
-            print(f"{name:12s} best {min(values):6.2f}  median {sorted(values)[3]:6.2f}  "
-                  f"(+{min(values) - bare:.2f} over bare)")
+            best = min(values)
+            print(f"{name:17s} best {best:6.2f}  median {sorted(values)[ROUNDS // 2]:6.2f}  "
+                  f"({best - bare:+6.2f} over bare, {best - previous:+5.2f} over the row above)")
+            previous = best
 
     asyncio.run(run())
 
