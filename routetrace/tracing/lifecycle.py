@@ -14,12 +14,25 @@ import atexit
 import logging
 import os
 import signal
+import sys
 import threading
 from typing import Any
 
-__all__ = ["install", "shutdown"]
+__all__ = ["fresh_lock_after_fork", "install", "shutdown"]
 
 log = logging.getLogger("routetrace")
+
+
+
+def fresh_lock_after_fork(module: str, name: str) -> None:
+    """Give a forked child a new ``threading.Lock`` as the module global ``name``: a fork
+    while another thread held the parent's would leave the child's copy locked for ever."""
+    if hasattr(os, "register_at_fork"):
+        def renew() -> None:
+            setattr(sys.modules[module], name, threading.Lock())
+
+        os.register_at_fork(after_in_child=renew)
+
 
 _installed = False
 _previous_sigterm: Any = None

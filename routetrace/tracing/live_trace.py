@@ -6,12 +6,12 @@ can race, and only the first of them hands the trace to the exporter.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from routetrace.tracing.lifecycle import fresh_lock_after_fork
 from routetrace.tracing.model import SpanEvent
 
 if TYPE_CHECKING:
@@ -22,15 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["LiveTrace"]
 
 _children_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _children_lock
-    _children_lock = threading.Lock()  # a fork while another thread held it must not hang us
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+fresh_lock_after_fork(__name__, "_children_lock")
 
 
 class LiveTrace:

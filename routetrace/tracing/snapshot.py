@@ -28,10 +28,10 @@ from __future__ import annotations
 import json
 import marshal
 import operator
-import os
 import threading
 from typing import TYPE_CHECKING, Any
 
+from routetrace.tracing.lifecycle import fresh_lock_after_fork
 from routetrace.tracing.live_trace import LiveTrace
 from routetrace.tracing.model import SpanEvent
 from routetrace.tracing.serialize import to_jsonable
@@ -76,15 +76,7 @@ _rule_index: dict[int, int] = {}
 _rule_objects: list[Any] = []  # keeps the rules alive, so that their ids are never reused
 _rule_json: list[str] = []
 _rule_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _rule_lock
-    _rule_lock = threading.Lock()  # a fork while another thread held it must not hang us
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+fresh_lock_after_fork(__name__, "_rule_lock")
 
 
 def _index_of(rule: Any) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -167,3 +169,30 @@ if __name__ == "__main__":
     )
     conn = sqlite3.connect(LocalStore.from_uri(str(store)).db_path)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize(("module", "name"), [
+    ("routetrace.tracing.live_trace", "_children_lock"),
+    ("routetrace.tracing.snapshot", "_rule_lock"),
+])
+def test_a_lock_another_thread_holds_at_fork_is_free_in_the_child(module: str, name: str
+                                                                   ) -> None:
+    mod = importlib.import_module(module)
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with getattr(mod, name):
+            held.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: one thread, and a copy of a lock nobody will release
+        os._exit(0 if getattr(mod, name).acquire(timeout=2) else 1)
+    done.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
