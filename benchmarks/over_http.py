@@ -1,8 +1,10 @@
 """Part 2 of ``run_all``: each configuration served by uvicorn (1 worker, loopback) under load.
 
-    .venv/bin/python -m benchmarks.over_http --config routetrace --seconds 10
+    .venv/bin/python -m benchmarks.over_http --config routetrace --seconds 10 [--http httptools]
 
-Load: ``wrk`` (mixed GET /hello and POST /chat/{n}, ``mixed.lua``) when it is on PATH
+uvicorn parses HTTP with h11 (pure Python) unless ``--http httptools`` (its C parser, what
+``uvicorn[standard]`` installs; in the ``dev`` extra). Load: ``wrk`` (mixed GET /hello and
+POST /chat/{n}, ``mixed.lua``) when it is on PATH
 (``apt-get install -y wrk``), else a bounded Python client (asyncio + raw HTTP/1.1 keep-alive
 connections). After a warm-up, one timed run; then the server's RSS is read from /proc, the
 server gets SIGTERM, and, once it has exited by itself, the traces its backend kept are counted.
@@ -128,7 +130,8 @@ def run_python_client(port: int, seconds: float, connections: int) -> dict[str, 
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3, "errors": errors}
 
 
-def run(config: str, seconds: float, connections: int, workdir: Path) -> dict[str, Any]:
+def run(config: str, seconds: float, connections: int, workdir: Path,
+        http: str = "h11") -> dict[str, Any]:
     from benchmarks.peers import count_kept, environment
 
     port = _free_port()
@@ -139,7 +142,8 @@ def run(config: str, seconds: float, connections: int, workdir: Path) -> dict[st
     log = open(workdir / "server.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "benchmarks.peers:app", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"],
+         "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log",
+         "--http", http],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_up(port, proc)
@@ -164,6 +168,7 @@ def run(config: str, seconds: float, connections: int, workdir: Path) -> dict[st
             proc.wait()
         log.close()
     result["config"] = config
+    result["http_parser"] = http
     result["kept"] = count_kept(config, workdir)  # after the server is gone
     result["sent"] = result["requests"] + result["warmup_requests"]
     return result
@@ -174,9 +179,11 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--http", choices=("h11", "httptools"), default="h11",
+                        help="uvicorn's HTTP parser")
     args = parser.parse_args()
     workdir = Path(os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="bench-http-"))
-    print(json.dumps(run(args.config, args.seconds, args.connections, workdir)))
+    print(json.dumps(run(args.config, args.seconds, args.connections, workdir, args.http)))
 
 
 if __name__ == "__main__":

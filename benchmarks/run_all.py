@@ -1,6 +1,6 @@
 """Every benchmark, peers side by side, in one run: ``make bench``.
 
-    .venv/bin/python -m benchmarks.run_all                 # the full run (~10 minutes here)
+    .venv/bin/python -m benchmarks.run_all                 # the full run (~13 minutes here)
     .venv/bin/python -m benchmarks.run_all --quick         # a short look while tuning
     .venv/bin/python -m benchmarks.run_all --write-docs    # also rewrite docs/benchmarks.md's
                                                            # generated sections + the chart
@@ -11,6 +11,8 @@ Each configuration of :mod:`benchmarks.peers` runs in its own process, for each 
    mixed requests x 5 repetitions; µs per request, overhead over bare, traces kept;
 2. over HTTP (:mod:`benchmarks.over_http`): uvicorn, 1 worker, loopback, ``wrk`` (or a
    bounded Python client); requests/s, p50/p99 latency, server RSS, traces kept after SIGTERM;
+   then again with uvicorn's C parser, httptools, for bare, routetrace and OpenTelemetry's
+   best configuration (part ``httptools``; skipped when httptools is not installed);
 3. export (:mod:`benchmarks.bench_export`): local store traces/s, flush of a full queue at
    shutdown, RSS with the backend down while 100 000 requests are traced.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -32,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.peers import CONFIGS, environment
+
+HTTPTOOLS_CONFIGS = ("bare", "routetrace", "otel-nosendrecv")
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -69,8 +74,12 @@ def run(quick: bool, parts: set[str]) -> dict[str, Any]:
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}",
         "python": platform.python_version(), "quick": quick,
         "load_tool": "wrk" if shutil.which("wrk") else "python client",
-        "inprocess": {}, "http": {}, "export": {},
+        "inprocess": {}, "http": {}, "httptools": {}, "export": {},
     }
+    if "httptools" in parts and importlib.util.find_spec("httptools") is None:
+        print("over HTTP with httptools: skipped (pip install httptools, or the dev extra)",
+              file=sys.stderr, flush=True)
+        parts = parts - {"httptools"}
     with tempfile.TemporaryDirectory(prefix="routetrace-bench-") as tmp:
         for config in CONFIGS if "inprocess" in parts else ():
             workdir = Path(tmp) / f"in-{config}"
@@ -80,20 +89,24 @@ def run(quick: bool, parts: set[str]) -> dict[str, Any]:
                 ["benchmarks.inprocess", "--config", config, "-n", str(n), "-r", str(repeat)],
                 config, workdir, timeout=1800)
         # Over HTTP a shared 2-core machine moves a single run by ±15 %: the configurations
-        # run interleaved, several rounds, and each reports its median round.
-        rounds: dict[str, list[dict[str, Any]]] = {}
-        for i in range(http_rounds if "http" in parts else 0):
-            for config in CONFIGS:
-                workdir = Path(tmp) / f"http-{config}-{i}"
-                workdir.mkdir()
-                print(f"over HTTP: {config} (round {i + 1} of {http_rounds})", file=sys.stderr,
-                      flush=True)
-                rounds.setdefault(config, []).append(_child(
-                    ["benchmarks.over_http", "--config", config, "--seconds", str(seconds)],
-                    config, workdir, timeout=900))
-        for config, runs in rounds.items():
-            median = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
-            results["http"][config] = {**median, "rounds_rps": [r["rps"] for r in runs]}
+        # run interleaved, several rounds, and each reports its median round. With uvicorn's
+        # C parser (what `uvicorn[standard]` deployments run) the server's own cost halves:
+        # bare, routetrace and OpenTelemetry's best again.
+        for part, parser, configs in (("http", "h11", CONFIGS),
+                                      ("httptools", "httptools", HTTPTOOLS_CONFIGS)):
+            rounds: dict[str, list[dict[str, Any]]] = {}
+            for i in range(http_rounds if part in parts else 0):
+                for config in configs:
+                    workdir = Path(tmp) / f"{part}-{config}-{i}"
+                    workdir.mkdir()
+                    print(f"over HTTP ({parser}): {config} (round {i + 1} of {http_rounds})",
+                          file=sys.stderr, flush=True)
+                    rounds.setdefault(config, []).append(_child(
+                        ["benchmarks.over_http", "--config", config, "--seconds", str(seconds),
+                         "--http", parser], config, workdir, timeout=900))
+            for config, runs in rounds.items():
+                median = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+                results[part][config] = {**median, "rounds_rps": [r["rps"] for r in runs]}
         for part in ("throughput", "shutdown", "backend-down") if "export" in parts else ():
             workdir = Path(tmp) / f"export-{part}"
             workdir.mkdir()
@@ -164,26 +177,10 @@ def tables(r: dict[str, Any]) -> dict[str, str]:
                             "plus the flush of what they left queued, per request: what a "
                             "saturated server pays. *Loop only* leaves out that flush.\n\n"
                             + "\n".join(rows) + "\n" + verdict)
-    http = r["http"]
-    if http:
-        bare = http["bare"]
-        rows = ["| configuration | requests/s (median round) | rounds | % of bare | p50 ms | "
-                "p99 ms | server RSS MiB (peak) | Δ RSS vs bare | traces kept after SIGTERM | "
-                "exit |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for c, v in http.items():
-            each = ", ".join(f"{x:,.0f}" for x in v.get("rounds_rps", [v["rps"]]))
-            rows.append(
-                f"| {LABELS[c]} | {v['rps']:,.0f} | {each} | "
-                f"{100 * v['rps'] / bare['rps']:.1f} % | "
-                f"{v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {v['server_VmRSS']:.1f} "
-                f"({v['server_VmHWM']:.1f}) | {v['server_VmRSS'] - bare['server_VmRSS']:+.1f} | "
-                f"{_pct(v['kept'], v['sent'])} | {v['exit_code']} |")
-        out["http"] = (header("http") + "uvicorn `--workers 1` on loopback, load by "
-                       f"{r['load_tool']} (1 thread, 32 connections, mixed GET/POST), "
-                       "after a warm-up; the configurations interleaved, each round 10 s, the "
-                       "row is each configuration's median round; "
-                       "'sent' counts the warm-up and the timed run (responses received).\n\n"
-                       + "\n".join(rows) + "\n")
+    for part in ("http", "httptools"):
+        table = _http_table(r, part, header)
+        if table:
+            out[part] = table
     exp = r["export"]
     if exp:
         rows = ["| figure | value |", "|---|---:|"]
@@ -209,6 +206,32 @@ def tables(r: dict[str, Any]) -> dict[str, str]:
                         f"pending {b['pending']:,} |")
         out["export"] = header("export") + "\n".join(rows) + "\n"
     return out
+
+
+def _http_table(r: dict[str, Any], part: str, header: Any) -> str | None:
+    http = r.get(part) or {}
+    if not http:
+        return None
+    bare = http["bare"]
+    rows = ["| configuration | requests/s (median round) | rounds | % of bare | p50 ms | "
+            "p99 ms | server RSS MiB (peak) | Δ RSS vs bare | traces kept after SIGTERM | "
+            "exit |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for c, v in http.items():
+        each = ", ".join(f"{x:,.0f}" for x in v.get("rounds_rps", [v["rps"]]))
+        rows.append(
+            f"| {LABELS[c]} | {v['rps']:,.0f} | {each} | "
+            f"{100 * v['rps'] / bare['rps']:.1f} % | "
+            f"{v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {v['server_VmRSS']:.1f} "
+            f"({v['server_VmHWM']:.1f}) | {v['server_VmRSS'] - bare['server_VmRSS']:+.1f} | "
+            f"{_pct(v['kept'], v['sent'])} | {v['exit_code']} |")
+    parser = ("its pure-Python h11 parser" if part == "http" else
+              "its C parser, httptools (`--http httptools`, what `uvicorn[standard]` installs)")
+    return (header(part) + f"uvicorn `--workers 1` on loopback, {parser}; load by "
+            f"{r['load_tool']} (1 thread, 32 connections, mixed GET/POST), "
+            "after a warm-up; the configurations interleaved, each round 10 s, the "
+            "row is each configuration's median round; "
+            "'sent' counts the warm-up and the timed run (responses received).\n\n"
+            + "\n".join(rows) + "\n")
 
 
 def chart(r: dict[str, Any], path: Path) -> None:
@@ -257,7 +280,8 @@ def write_docs(r: dict[str, Any]) -> None:
     t = tables(r)
     block = BEGIN + "\n" + "".join(
         f"## {title}\n\n{t[key]}\n" for key, title in
-        (("inprocess", "Peers side by side"), ("http", "Over HTTP"), ("export", "Export"))
+        (("inprocess", "Peers side by side"), ("http", "Over HTTP"),
+         ("httptools", "Over HTTP, uvicorn's C parser"), ("export", "Export"))
         if key in t) + "![routetrace vs peers](benchmarks.png)\n\n" + END
     if BEGIN in text:
         before, rest = text.split(BEGIN, 1)
@@ -271,8 +295,8 @@ def write_docs(r: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs, for tuning")
-    parser.add_argument("--parts", default="inprocess,http,export",
-                        help="comma-separated subset of inprocess,http,export")
+    parser.add_argument("--parts", default="inprocess,http,httptools,export",
+                        help="comma-separated subset of inprocess,http,httptools,export")
     parser.add_argument("--write-docs", action="store_true",
                         help="rewrite docs/benchmarks.md's generated sections and the chart")
     parser.add_argument("--from-json", metavar="FILE", help="report an earlier run's results")
@@ -286,11 +310,12 @@ def main() -> None:
         saved = HERE / "results.json"
         if args.merge and saved.exists():  # keep the other parts of the last run
             old = json.loads(saved.read_text())
-            for part in ("inprocess", "http", "export"):
+            for part in ("inprocess", "http", "httptools", "export"):
                 if not results[part]:
                     results[part] = old.get(part, {})
                     results.setdefault("dates", {})[part] = old.get("date")
-        saved.write_text(json.dumps(results, indent=1) + "\n")
+        if not args.quick:  # a look while tuning does not replace the last full results
+            saved.write_text(json.dumps(results, indent=1) + "\n")
     for text in tables(results).values():
         print(text)
     if args.write_docs:
