@@ -146,8 +146,8 @@ def take(live: LiveTrace) -> Snapshot:
 def encode_batch(snapshots: list[Snapshot]) -> bytes:
     """One value for a batch: the format, the rules its requests matched (once), the traces.
 
-    One ``marshal`` call for the whole batch: per trace it costs a quarter of a call per
-    trace (the call's own set-up was most of it).
+    One ``marshal`` call for the whole batch: about a quarter of what one call per trace
+    cost (each call's own set-up was most of it).
     """
     used = sorted({i for s in snapshots for i in s.rules})
     rules = {i: _rule_json[i] for i in used}
