@@ -253,7 +253,8 @@ def _http_send(ex: _ASGIExchange, inner: Send, message: Message) -> Awaitable[No
         elif kind == "http.response.start":
             ex.status = message["status"]
             ex.response_headers = message.get("headers")
-            ex._trailers = bool(message.get("trailers", False))
+            if message.get("trailers"):
+                ex._trailers = True
             if ex._header is not None:
                 message = ex._with_trace_id(message)
         elif kind == "http.response.trailers":
@@ -261,13 +262,21 @@ def _http_send(ex: _ASGIExchange, inner: Send, message: Message) -> Awaitable[No
         elif kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
             last = kind == "http.response.pathsend" or not message.get("more_body", False)
         if last:
-            if ex.status is not None and ex.status >= 500:
+            status = ex.status
+            if status is None:
+                ex.end()  # a body without a start: end() says so on the span
+            elif status >= 500:
                 # An app that sent a 500 usually raises next (Starlette's
                 # ServerErrorMiddleware does): end when it does, so the exception is on the
                 # span, timed from here.
-                ex._end_ns = time.time_ns()
-            else:
-                ex.end()
+                ex._end_ns = _time_ns()
+            elif not ex.ended:
+                # ``ex.end()`` inlined for the usual case, where the status changes nothing
+                # on the span: one frame and its checks less per request.
+                ex.ended = True
+                span = ex.span
+                if span.end_time_ns is None:
+                    span.trace.end_span(span, _time_ns())
     except Exception:
         report("response capture")
     return inner(message)

@@ -255,6 +255,37 @@ def test_streaming_response_ends_at_last_chunk_not_at_handler_return() -> None:
     assert root.outputs["body"] == "chunk 0\nchunk 1\nchunk 2\n"
 
 
+def test_response_with_trailers_ends_at_the_last_trailers_not_the_body() -> None:
+    stamps: dict[str, int] = {}
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [],
+                    "trailers": True})
+        await send({"type": "http.response.body", "body": b"data"})
+        stamps["body_sent"] = time.time_ns()
+        await asyncio.sleep(0.02)
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"1")],
+                    "more_trailers": True})
+        await send({"type": "http.response.trailers", "headers": [], "more_trailers": False})
+
+    sent = call(TracingMiddleware(app), "GET", "/t")
+    assert [m["type"] for m in sent.messages][-2:] == ["http.response.trailers"] * 2
+    trace = only_trace()
+    assert trace.info.state == "OK"
+    assert trace.data.spans[0].end_time_ns >= stamps["body_sent"] + 20_000_000
+
+
+def test_a_body_sent_without_a_start_is_an_error_trace() -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.body", "body": b"no start"})
+
+    sent = call(TracingMiddleware(app), "GET", "/nostart")
+    assert [m["type"] for m in sent.messages] == ["http.response.body"]  # passed on as sent
+    trace = only_trace()
+    assert trace.info.state == "ERROR"
+    assert trace.data.spans[0].status.description == "the app sent no response"
+
+
 def test_server_sent_events_captured_and_ended_at_last_event() -> None:
     from fastapi import FastAPI
 
