@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from routetrace.backends.base import Backend, BackendError, ExperimentInfo, UnsupportedOperation
+from routetrace.tracing.lifecycle import fresh_lock_after_fork
 
 if TYPE_CHECKING:
     from routetrace.tracing.settings import Settings
@@ -37,6 +38,7 @@ _SCHEMES = "a directory path, file:, sqlite:///, http(s)://, otlp+http(s)://"
 
 _cache: dict[tuple[str, int], Backend] = {}
 _lock = threading.Lock()
+fresh_lock_after_fork(__name__, "_lock")
 
 
 def redact_uri(uri: str) -> str:

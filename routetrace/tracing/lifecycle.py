@@ -23,7 +23,6 @@ __all__ = ["fresh_lock_after_fork", "install", "shutdown"]
 log = logging.getLogger("routetrace")
 
 
-
 def fresh_lock_after_fork(module: str, name: str) -> None:
     """Give a forked child a new ``threading.Lock`` as the module global ``name``: a fork
     while another thread held the parent's would leave the child's copy locked for ever."""

@@ -49,6 +49,7 @@ _time_ns = time.time_ns
 _get_current_span = otel_trace.get_current_span
 _tracer: Tracer | None = None
 _tracer_lock = threading.Lock()
+lifecycle.fresh_lock_after_fork(__name__, "_tracer_lock")
 
 
 class _Current:
