@@ -37,6 +37,7 @@ from typing import Any
 from benchmarks.peers import CONFIGS, environment
 
 HTTPTOOLS_CONFIGS = ("bare", "routetrace", "otel-nosendrecv")
+PARTS = ("inprocess", "http", "httptools", "export")
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -295,22 +296,26 @@ def write_docs(r: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs, for tuning")
-    parser.add_argument("--parts", default="inprocess,http,httptools,export",
-                        help="comma-separated subset of inprocess,http,httptools,export")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated subset of {','.join(PARTS)}")
     parser.add_argument("--write-docs", action="store_true",
                         help="rewrite docs/benchmarks.md's generated sections and the chart")
     parser.add_argument("--from-json", metavar="FILE", help="report an earlier run's results")
     parser.add_argument("--merge", action="store_true",
                         help="keep the parts not run from the last benchmarks/results.json")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS):
+        unknown = ", ".join(repr(p) for p in sorted(parts - set(PARTS)))
+        parser.error(f"--parts: unknown {unknown}; choose from {', '.join(PARTS)}")
     if args.from_json:
         results = json.loads(Path(args.from_json).read_text())
     else:
-        results = run(args.quick, set(args.parts.split(",")))
+        results = run(args.quick, parts)
         saved = HERE / "results.json"
         if args.merge and saved.exists():  # keep the other parts of the last run
             old = json.loads(saved.read_text())
-            for part in ("inprocess", "http", "httptools", "export"):
+            for part in PARTS:
                 if not results[part]:
                     results[part] = old.get(part, {})
                     results.setdefault("dates", {})[part] = old.get("date")
