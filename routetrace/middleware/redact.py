@@ -1,0 +1,117 @@
+"""Scrub captured bodies and query strings by key name, on the export worker.
+
+Which keys are secret is :class:`~routetrace.routing.scrub.KeyPolicy`'s call; this module
+finds the keys in each form a body takes (parsed JSON at any depth, JSON text cut by the
+capture cap, ``application/x-www-form-urlencoded``, ``multipart/form-data``) and replaces
+their values with ``REDACTED``, the whole value whatever its type. Only copies are changed:
+the bytes the application sent or received are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import unquote_plus
+
+from routetrace.routing.scrub import KeyPolicy
+
+__all__ = ["REDACTED", "scrub_json", "scrub_pairs", "scrub_text"]
+
+REDACTED = "REDACTED"  # the placeholder OpenTelemetry's semantic conventions use
+
+_JSON_KEY = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:\s*')
+_NAME = re.compile(r'(?<![\w-])name\s*=\s*(?:"([^"]*)"|([^;\s]+))', re.IGNORECASE)
+_BOUNDARY = re.compile(r'boundary\s*=\s*(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+_decoder = json.JSONDecoder()
+
+
+def scrub_json(value: Any, policy: KeyPolicy) -> Any:
+    """``value`` (fresh from ``json.loads``, changed in place) with secret keys' values
+    replaced at every depth. Iterative: a deeply nested body cannot exhaust the stack."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if node.__class__ is dict:
+            for key, item in node.items():
+                if policy.denies(key):
+                    node[key] = REDACTED
+                elif item.__class__ is dict or item.__class__ is list:
+                    stack.append(item)
+        elif node.__class__ is list:
+            stack.extend(i for i in node if i.__class__ is dict or i.__class__ is list)
+    return value
+
+
+def scrub_pairs(text: str, policy: KeyPolicy, exact: frozenset[str] = frozenset()) -> str:
+    """A query string or form body with the values of secret keys replaced.
+
+    A key is secret when ``policy`` denies it or, lower-cased, it is in ``exact``.
+    """
+    if not text:
+        return text
+    parts = text.split("&")
+    for i, part in enumerate(parts):
+        name, sep, _ = part.partition("=")
+        if sep:
+            key = unquote_plus(name).strip()
+            if key.lower() in exact or policy.denies(key):
+                parts[i] = f"{name}={REDACTED}"
+    return "&".join(parts)
+
+
+def scrub_text(text: str, content_type: str, policy: KeyPolicy) -> str:
+    """A body kept as text (cut by the cap, or not parseable) scrubbed by its content type."""
+    content_type = content_type.lower()
+    if "json" in content_type:
+        return _scrub_json_text(text, policy)
+    if "x-www-form-urlencoded" in content_type:
+        return scrub_pairs(text, policy)
+    if "multipart/form-data" in content_type:
+        return _scrub_multipart(text, content_type, policy)
+    return text
+
+
+def _scrub_json_text(text: str, policy: KeyPolicy) -> str:
+    """JSON text that did not parse (cut by the cap): each ``"key":`` found is judged, and a
+    secret one's value is replaced up to its end, or to the end of the text when the cut
+    fell inside it."""
+    out = []
+    pos = 0
+    while True:
+        m = _JSON_KEY.search(text, pos)
+        if m is None:
+            break
+        try:
+            key = json.loads(f'"{m.group(1)}"')
+        except ValueError:
+            key = m.group(1)
+        if not policy.denies(key):
+            out.append(text[pos:m.end()])
+            pos = m.end()
+            continue
+        out.append(text[pos:m.end()])
+        out.append(f'"{REDACTED}"')
+        try:
+            _, pos = _decoder.raw_decode(text, m.end())
+        except (ValueError, RecursionError):
+            return "".join(out)
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _scrub_multipart(text: str, content_type: str, policy: KeyPolicy) -> str:
+    found = _BOUNDARY.search(content_type)
+    if found is None:
+        return text
+    delimiter = "--" + (found.group(1) or found.group(2))
+    parts = text.split(delimiter)
+    for i in range(1, len(parts)):
+        head, sep, body = parts[i].partition("\r\n\r\n")
+        if not sep:
+            head, sep, body = parts[i].partition("\n\n")
+        name = _NAME.search(head) if sep else None
+        if name is not None and policy.denies(name.group(1) or name.group(2)):
+            end = "\r\n" if body.endswith("\r\n") else "\n" if body.endswith("\n") else ""
+            parts[i] = f"{head}{sep}{REDACTED}{end}"
+    return delimiter.join(parts)
