@@ -11,13 +11,12 @@ inputs, outputs and OpenTelemetry HTTP semantic-convention attributes, either at
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from routetrace.middleware import frameworks
-from routetrace.middleware.redact import REDACTED, scrub_json, scrub_pairs, scrub_text
+from routetrace.middleware.redact import REDACTED, parse_json, scrub_pairs, scrub_text
 from routetrace.routing.scrub import DEFAULT_POLICY, KeyPolicy
 from routetrace.tracing.serialize import clean
 
@@ -170,7 +169,7 @@ def _body(data: bytes, size: int, cap: int, content_type: str, policy: KeyPolicy
     truncated = size > cap
     if not truncated and "json" in content_type:
         try:
-            return scrub_json(json.loads(data), policy)
+            return parse_json(data, policy)
         except (ValueError, RecursionError):
             pass
     try:

@@ -22,7 +22,7 @@ names people give secrets are caught, an LLM service's token counts are not.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 __all__ = ["ALWAYS_SECRET", "DEFAULT_DENIED_KEYS", "DEFAULT_POLICY", "DESCRIPTORS", "KeyPolicy",
            "normalise", "words"]
@@ -62,10 +62,27 @@ def normalise(key: str) -> str:
     return "_".join(words(key))
 
 
-class KeyPolicy:
-    """The compiled deny rule: :meth:`denies` answers for one key, cached."""
+class _Decisions(dict):
+    """Key -> denied, decided on first sight: a key seen before costs one dict lookup."""
 
-    __slots__ = ("_cache", "_multi", "_single", "denied", "safe")
+    __slots__ = ("decide",)
+
+    def __init__(self, decide: Callable[[str], bool]) -> None:
+        super().__init__()
+        self.decide = decide
+
+    def __missing__(self, key: str) -> bool:
+        if len(self) >= CACHE_SIZE:
+            self.clear()  # bounded whatever the keys' cardinality
+        found = self[key] = self.decide(key)
+        return found
+
+
+class KeyPolicy:
+    """The compiled deny rule. ``policy.denies(key)`` is True when the value under ``key``
+    must not be stored (a bound ``dict.__getitem__``: the worker asks for every key)."""
+
+    __slots__ = ("_multi", "_single", "denied", "denies", "safe")
 
     def __init__(self, denied: Iterable[str] = DEFAULT_DENIED_KEYS,
                  safe: Iterable[str] = ()) -> None:
@@ -76,22 +93,11 @@ class KeyPolicy:
                              "always redacted and cannot be made safe keys")
         self._single = tuple(sorted(n for n in self.denied if "_" not in n))
         self._multi = tuple(sorted(f"_{n}_" for n in self.denied if "_" in n))
-        self._cache: dict[str, bool] = {}
+        self.denies: Callable[[str], bool] = _Decisions(self._decide).__getitem__
 
     def extended(self, denied: Iterable[str] = (), safe: Iterable[str] = ()) -> KeyPolicy:
         """This policy with more denied names and more safe keys."""
         return KeyPolicy((*self.denied, *denied), (*self.safe, *safe))
-
-    def denies(self, key: str) -> bool:
-        """True when the value under ``key`` must not be stored."""
-        found = self._cache.get(key)
-        if found is None:
-            found = self._decide(key)
-            cache = self._cache
-            if len(cache) >= CACHE_SIZE:
-                cache.clear()  # bounded whatever the keys' cardinality
-            cache[key] = found
-        return found
 
     def _decide(self, key: str) -> bool:
         parts = words(key)

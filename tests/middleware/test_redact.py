@@ -287,17 +287,16 @@ def test_a_secret_under_any_denied_key_never_reaches_the_store(tracer, doc: Any)
 
 
 # -- the scrubbers themselves ----------------------------------------------------------------
-def test_a_deeply_nested_body_is_scrubbed_without_exhausting_the_stack() -> None:
-    from routetrace.middleware.redact import scrub_json
-    from routetrace.routing.scrub import DEFAULT_POLICY
-
-    doc: Any = {"password": "p"}
-    for _ in range(5000):
-        doc = [{"a": doc}]
-    scrub_json(doc, DEFAULT_POLICY)
-    for _ in range(5000):
-        doc = doc[0]["a"]
-    assert doc == {"password": "REDACTED"}
+def test_a_body_nested_past_the_recursion_limit_is_stored_as_scrubbed_text(tracer) -> None:
+    raw = ('[{"a": ' * 5000 + f'{{"password": "{SECRET}1", "note": "{VISIBLE}deep"}}'
+           + "}]" * 5000).encode()
+    mw = TracingMiddleware(echo, config={"experiment": "sec", "capture_body": True})
+    assert call(mw, "POST", "/deep", chunks=[raw], headers=JSON).body == raw
+    body = only_trace("sec").data.spans[0].inputs["body"]
+    assert body == raw.decode().replace(f"{SECRET}1", "REDACTED")
+    blob = store_bytes(tracer)
+    assert SECRET.encode() not in blob
+    assert f"{VISIBLE}deep".encode() in blob
 
 
 @pytest.mark.parametrize(("text", "scrubbed"), [
