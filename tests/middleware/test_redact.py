@@ -13,12 +13,17 @@ import asyncio
 import json
 import os
 import re
+import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +31,7 @@ import routetrace
 from routetrace.middleware import TracingMiddleware, WSGITracingMiddleware
 from routetrace.tracing.tracer import Tracer
 from tests.conftest import traces_of
+from tests.fixtures.servers import free_port, wait_until
 from tests.middleware.conftest import call, only_trace
 
 SECRET = "rt-s3cr3t-"
@@ -191,6 +197,69 @@ def test_every_header_captured_still_loses_the_secret_ones(tracer) -> None:
 def test_query_keys_are_matched_by_their_words(hello_app: Any, query: str, stored: str) -> None:
     call(TracingMiddleware(hello_app), query=query.encode())
     assert only_trace().data.spans[0].inputs["query"] == stored
+
+
+# -- real servers -------------------------------------------------------------------------------
+@pytest.fixture
+def uvicorn_url() -> Iterator[str]:
+    app = FastAPI()
+
+    @app.post("/login")
+    async def login(request: Request) -> Response:
+        return Response(await request.body(), media_type="application/json",
+                        headers={"x-auth-token": f"{SECRET}response"})
+
+    app.add_middleware(TracingMiddleware, config={
+        "experiment": "sec", "capture_body": True, "capture_headers": ["*"]})
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="uvicorn-redact", daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 30, what="uvicorn start")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture
+def werkzeug_url() -> Iterator[str]:
+    from werkzeug.serving import make_server
+
+    port = free_port()
+    server = make_server("127.0.0.1", port, WSGITracingMiddleware(wsgi_echo, config={
+        "experiment": "sec", "capture_body": True, "capture_headers": ["*"]}), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="werkzeug-redact", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+    thread.join(30)
+
+
+def test_secrets_sent_to_real_servers_never_reach_the_store(
+        tracer, uvicorn_url: str, werkzeug_url: str) -> None:
+    doc = json.dumps({"user": "bob", "auth": {"password": f"{SECRET}1"},
+                      "note": f"{VISIBLE}uvicorn"}).encode()
+    form = f"user=bob&client_secret={SECRET}2&note={VISIBLE}werkzeug".encode()
+    with httpx.Client(timeout=30) as client:
+        json_reply = client.post(f"{uvicorn_url}/login?auth_token={SECRET}3", content=doc,
+                                 headers={"content-type": "application/json",
+                                          "X-Auth-Token": f"{SECRET}4"})
+        form_reply = client.post(f"{werkzeug_url}/login?accessToken={SECRET}5", content=form,
+                                 headers={"content-type": "application/x-www-form-urlencoded",
+                                          "X-Session-Token": f"{SECRET}6"})
+    assert json_reply.content == doc and form_reply.content == form
+    assert json_reply.headers["x-auth-token"] == f"{SECRET}response"
+
+    bodies = sorted(((t.data.spans[0].inputs["body"], t.data.spans[0].outputs["body"])
+                     for t in traces_of("sec")), key=str)
+    assert bodies == sorted([
+        ({"user": "bob", "auth": "REDACTED", "note": f"{VISIBLE}uvicorn"},) * 2,
+        (f"user=bob&client_secret=REDACTED&note={VISIBLE}werkzeug",) * 2,
+    ], key=str)
+    blob = store_bytes(tracer)
+    assert SECRET.encode() not in blob
+    assert f"{VISIBLE}uvicorn".encode() in blob and f"{VISIBLE}werkzeug".encode() in blob
 
 
 # -- the route table --------------------------------------------------------------------------
