@@ -262,6 +262,23 @@ def test_secrets_sent_to_real_servers_never_reach_the_store(
     assert f"{VISIBLE}uvicorn".encode() in blob and f"{VISIBLE}werkzeug".encode() in blob
 
 
+@pytest.mark.slow
+def test_body_secrets_never_reach_the_mlflow_server(mlflow_tracking) -> None:
+    server = mlflow_tracking
+    tag = uuid.uuid4().hex[:8]
+    mw = TracingMiddleware(echo, config={"experiment": f"sec-{tag}", "capture_body": True})
+    raw = json.dumps({"messages": [{"role": "user", "apiKey": f"{SECRET}{tag}"}],
+                      "note": f"{VISIBLE}{tag}"}).encode()
+    assert call(mw, "POST", "/chat", chunks=[raw], headers=JSON).body == raw
+    assert routetrace.flush(timeout=60)
+    (trace,) = routetrace.search_traces(f"sec-{tag}")  # read back through the server's API
+    assert trace.data.spans[0].inputs["body"]["messages"] == [
+        {"role": "user", "apiKey": "REDACTED"}]
+    blob = b"".join(p.read_bytes() for p in server.root.rglob("*") if p.is_file())
+    assert f"{VISIBLE}{tag}".encode() in blob
+    assert f"{SECRET}{tag}".encode() not in blob
+
+
 # -- the route table --------------------------------------------------------------------------
 def test_route_table_extends_and_reduces_the_list_per_route() -> None:
     mw = TracingMiddleware(echo, config={
