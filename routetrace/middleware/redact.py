@@ -62,9 +62,11 @@ def scrub_pairs(text: str, policy: KeyPolicy, exact: frozenset[str] = frozenset(
 
 
 def scrub_text(text: str, content_type: str, policy: KeyPolicy) -> str:
-    """A body kept as text (cut by the cap, or not parseable) scrubbed by its content type."""
+    """A body kept as text (cut by the cap, not parseable, or not JSON by its content type)
+    scrubbed by its content type; text that looks like JSON is scrubbed as JSON whatever the
+    content type says (``curl -d '{...}'`` sends it as a form)."""
     content_type = content_type.lower()
-    if "json" in content_type:
+    if "json" in content_type or text.lstrip()[:1] in ("{", "["):
         return _scrub_json_text(text, policy)
     if "x-www-form-urlencoded" in content_type:
         return scrub_pairs(text, policy)

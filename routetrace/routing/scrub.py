@@ -99,6 +99,15 @@ class KeyPolicy:
         """This policy with more denied names and more safe keys."""
         return KeyPolicy((*self.denied, *denied), (*self.safe, *safe))
 
+    def __eq__(self, other: object) -> bool:
+        # Equal lists are one policy: caches keyed by it stay as small as the distinct tables.
+        if not isinstance(other, KeyPolicy):
+            return NotImplemented
+        return self.denied == other.denied and self.safe == other.safe
+
+    def __hash__(self) -> int:
+        return hash((self.denied, self.safe))
+
     def _decide(self, key: str) -> bool:
         parts = words(key)
         joined = "_".join(parts)

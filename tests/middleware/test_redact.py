@@ -400,3 +400,27 @@ def test_json_text_is_scrubbed_key_by_key(text: str, scrubbed: str) -> None:
     from routetrace.routing.scrub import DEFAULT_POLICY
 
     assert scrub_text(text, "application/json", DEFAULT_POLICY) == scrubbed
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          ""])
+def test_json_sent_under_another_content_type_is_scrubbed_as_json(
+        content_type: str) -> None:
+    mw = TracingMiddleware(echo, config={"capture_body": True})
+    raw = f'  {{"user": "bob", "password": "{SECRET}1"}}'.encode()
+    call(mw, "POST", "/x", chunks=[raw], headers=[(b"content-type", content_type.encode())])
+    assert only_trace().data.spans[0].inputs["body"] == '  {"user": "bob", "password": "REDACTED"}'
+
+
+def test_tables_with_equal_key_lists_share_one_header_filter() -> None:
+    from routetrace.middleware import capture
+
+    for _ in range(20):
+        mw = TracingMiddleware(echo, config={"redact_keys": ["ssn"], "capture_headers": ["*"]})
+        call(mw, headers=[(b"x-ssn", b"1")])
+    before = len(capture._filters)
+    for _ in range(20):
+        mw = TracingMiddleware(echo, config={"redact_keys": ["ssn"], "capture_headers": ["*"]})
+        call(mw, headers=[(b"x-ssn", b"1")])
+    assert len(capture._filters) == before
+    assert {t.data.spans[0].inputs["headers"]["x-ssn"] for t in traces_of()} == {"REDACTED"}
