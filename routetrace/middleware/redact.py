@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -33,6 +34,21 @@ def parse_json(data: bytes | str, policy: KeyPolicy) -> Any:
     Raises what ``json.loads`` raises: ``ValueError``, or ``RecursionError`` when nested
     deeper than the interpreter's recursion limit.
     """
+    decoder = _decoders.get(policy)
+    if decoder is None:
+        if len(_decoders) >= 64:
+            _decoders.clear()  # bounded: one entry per distinct key list in use
+        decoder = _decoders[policy] = json.JSONDecoder(object_hook=_hook(policy))
+    if not isinstance(data, str):
+        data = data.decode(json.detect_encoding(data), "surrogatepass")  # as json.loads does
+    return decoder.decode(data)
+
+
+# One decoder per key policy: json.loads with a hook would build a decoder per body.
+_decoders: dict[KeyPolicy, json.JSONDecoder] = {}
+
+
+def _hook(policy: KeyPolicy) -> Callable[[dict[str, Any]], dict[str, Any]]:
     denies = policy.denies
 
     def hook(obj: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +57,7 @@ def parse_json(data: bytes | str, policy: KeyPolicy) -> Any:
                 obj[key] = REDACTED
         return obj
 
-    return json.loads(data, object_hook=hook)
+    return hook
 
 
 def scrub_pairs(text: str, policy: KeyPolicy, exact: frozenset[str] = frozenset()) -> str:
