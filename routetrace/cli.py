@@ -367,7 +367,7 @@ def cmd_traces_list(args: argparse.Namespace) -> int:
         _out("No traces match." if (ids or args.filter) else f"No traces in {backend.uri}.")
         return 0
     rows = [
-        [_short_id(i.trace_id), _when(i.request_time, short=_width() < 100),
+        [_short_id(i.trace_id), _when(i.request_time, short=_width() < 120),
          _safe(i.experiment_name or i.experiment_id), _safe(i.name or "–"), str(i.state),
          _duration_ms(i.execution_duration), _safe((i.request_preview or "")[:2000])]
         for i in (t.info for t in traces)
