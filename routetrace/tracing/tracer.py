@@ -115,7 +115,6 @@ class Tracer:
                         max_queue_size=s.max_queue_size,
                         max_workers=s.max_workers,
                         retry_timeout=s.retry_timeout_seconds,
-                        processors=lambda: self.processors,
                     )
                 logger = self._logger
         return logger
@@ -246,6 +245,7 @@ class Tracer:
         queued: shutdown and ``flush()`` never miss one in between.
         """
         try:
+            trace.processors = self.processors
             logger = self._logger or self.logger
             if self.async_logging and not logger.closed:
                 logger.put(trace)
@@ -258,7 +258,7 @@ class Tracer:
 
     def write_sync(self, trace: LiveTrace) -> None:
         logger = self.logger
-        built = _build(trace, self.processors)
+        built = _build(trace, trace.processors)
         if built is None:
             logger.stats.failed += 1
             return
