@@ -28,7 +28,6 @@ from routetrace.tracing.model import Trace
 from routetrace.tracing.snapshot import Snapshot
 
 if TYPE_CHECKING:
-
     from routetrace.backends.base import Backend, ExperimentInfo
     from routetrace.tracing.destination import Experiment
     from routetrace.tracing.live_trace import LiveTrace
