@@ -115,6 +115,8 @@ class TracingMiddleware:
                 if name == b"traceparent":
                     remote = parse_traceparent(value)
                     break
+            if tracer.table_default is None:  # for traces started outside any request
+                tracer.table_default = self._default_experiment
             experiment = rule.experiment
             if experiment is not None:
                 dest_token = _context_destination.set(experiment)

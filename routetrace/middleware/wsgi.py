@@ -72,6 +72,8 @@ class WSGITracingMiddleware:
         try:
             raw = environ.get("HTTP_TRACEPARENT")
             remote = parse_traceparent(raw.encode("latin-1")) if raw else None
+            if tracer.table_default is None:  # for traces started outside any request
+                tracer.table_default = self.table.default_experiment
             experiment = rule.experiment
             if experiment is not None:
                 dest_token = _context_destination.set(experiment)
