@@ -254,7 +254,10 @@ async def _http_receive(ex: _ASGIExchange, inner: Receive) -> Message:
                 ex.keep_request_chunk(message.get("body", b""))
         elif kind == "http.disconnect" and not ex.ended:
             ex.disconnected = True
-            ex.end()
+            if ex.status is not None:
+                ex.end()  # a response under way (a stream nobody reads any more) ends here
+            # Else the app is still reading the request (an upload cut short): it answers or
+            # raises next (Starlette raises ClientDisconnect), and the span ends with that.
     except Exception:
         report("request capture")
     return message

@@ -13,7 +13,7 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -328,6 +328,41 @@ def test_client_disconnect_ends_the_span() -> None:
     root = only_trace().data.spans[0]
     assert root.attributes["routetrace.client_disconnected"] is True
     assert root.status.status_code != "ERROR"
+
+
+@pytest.mark.parametrize("wrapping", ["add_middleware", "whole app"])
+def test_a_client_gone_mid_upload_is_an_error_with_the_apps_exception(wrapping: str) -> None:
+    # Starlette raises ClientDisconnect from request.body(); its ServerErrorMiddleware
+    # answers 500 and re-raises.
+    async def upload(request: Request) -> Response:
+        body = await request.body()
+        return PlainTextResponse(f"{len(body)} bytes")
+
+    app: Any = Starlette(routes=[Route("/upload", upload, methods=["POST"])])
+    if wrapping == "add_middleware":
+        app.add_middleware(TracingMiddleware)
+    else:
+        app = TracingMiddleware(app)
+    messages = [{"type": "http.request", "body": b"part one", "more_body": True},
+                {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with pytest.raises(ClientDisconnect):
+        asyncio.run(app(make_scope("POST", "/upload"), receive, send))
+    assert sent[0]["status"] == 500
+    trace = only_trace()
+    root = trace.data.spans[0]
+    assert trace.info.state == "ERROR"
+    assert root.status.status_code == "ERROR"
+    assert [(e.name, e.attributes["exception.type"]) for e in root.events] == [
+        ("exception", "ClientDisconnect")]
+    assert root.attributes["routetrace.client_disconnected"] is True
 
 
 def test_background_task_does_not_hold_the_span_open() -> None:
