@@ -24,6 +24,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
 from routetrace.middleware.capture import Exchange, parse_traceparent
+from routetrace.middleware.frameworks import watch_exceptions
 from routetrace.middleware.guard import Untraced, abandon, report
 from routetrace.middleware.types import ASGIApp, Message, Receive, Scope, Send
 from routetrace.routing.config import load
@@ -83,6 +84,7 @@ class TracingMiddleware:
         header = self.table.trace_id_header
         self._trace_id_header = header.encode("latin-1") if header else None
         self._default_experiment = self.table.default_experiment
+        watch_exceptions()  # Django's error pages: the exception is recorded on the span
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -115,6 +117,8 @@ class TracingMiddleware:
                 if name == b"traceparent":
                     remote = parse_traceparent(value)
                     break
+            if tracer.table_default is None:  # for traces started outside any request
+                tracer.table_default = self._default_experiment
             experiment = rule.experiment
             if experiment is not None:
                 dest_token = _context_destination.set(experiment)
@@ -192,13 +196,30 @@ class _ASGIExchange(Exchange):
         except Exception:
             report("ending the request span")
 
-    def fail(self, exc: BaseException) -> None:
-        if self.ended:
-            return  # e.g. a background task failing after the response: not this request's
+    # id() of the exception recorded by caught(), not the exception: its traceback holds the
+    # frames of the whole request, the response iterable among them, and the trace would hold
+    # them all until it is exported.
+    _caught = 0
+
+    def caught(self, exc: BaseException) -> None:
+        """The framework caught ``exc`` and answers an error page (Django's
+        ``got_request_exception``): record it on the request's span."""
+        if self.ended or id(exc) == self._caught:
+            return
+        self._caught = id(exc)
         try:
             self.span.record_exception(exc)
         except Exception:
             report("recording an exception")
+
+    def fail(self, exc: BaseException) -> None:
+        if self.ended:
+            return  # e.g. a background task failing after the response: not this request's
+        if id(exc) != self._caught:  # a framework that re-raises what it reported
+            try:
+                self.span.record_exception(exc)
+            except Exception:
+                report("recording an exception")
         self.end()
 
     def _with_trace_id(self, message: Message) -> Message:
@@ -233,7 +254,10 @@ async def _http_receive(ex: _ASGIExchange, inner: Receive) -> Message:
                 ex.keep_request_chunk(message.get("body", b""))
         elif kind == "http.disconnect" and not ex.ended:
             ex.disconnected = True
-            ex.end()
+            if ex.status is not None:
+                ex.end()  # a response under way (a stream nobody reads any more) ends here
+            # Else the app is still reading the request (an upload cut short): it answers or
+            # raises next (Starlette raises ClientDisconnect), and the span ends with that.
     except Exception:
         report("request capture")
     return message

@@ -24,6 +24,7 @@ from routetrace.tracing.destination import (
     _context_destination,
 )
 from routetrace.tracing.live_trace import LiveTrace
+from routetrace.tracing.model import format_trace_id
 from routetrace.tracing.processors import SpanProcessor
 from routetrace.tracing.runs import _active_run
 from routetrace.tracing.settings import Settings, load_settings
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
     from routetrace.backends.base import Backend
 
-__all__ = ["Tracer", "get_tracer", "peek_tracer", "reset"]
+__all__ = ["PARENT_TRACE_KEY", "Tracer", "get_tracer", "peek_tracer", "reset"]
 
 log = logging.getLogger("routetrace")
 
@@ -48,6 +49,9 @@ if hasattr(os, "register_at_fork"):
 _time_ns = time.time_ns
 _get_current_span = otel_trace.get_current_span
 _tracer: Tracer | None = None
+# Trace metadata of a trace started by work that outlived its request (a background task):
+# the request's trace id, which is where that work came from.
+PARENT_TRACE_KEY = "routetrace.parentTraceId"
 _tracer_lock = threading.Lock()
 lifecycle.fresh_lock_after_fork(__name__, "_tracer_lock")
 
@@ -66,6 +70,10 @@ class Tracer:
         self.async_logging = settings.async_logging
         self.processors: tuple[SpanProcessor, ...] = ()
         self.global_destination: Experiment | None = None
+        # The route table's default experiment, recorded by the first middleware to trace a
+        # request: a trace started outside any request (a thread that was not handed the
+        # context) goes there rather than to ``Default``.
+        self.table_default: Experiment | None = None
         if settings.experiment_id:
             self.default_destination = Experiment(experiment_id=settings.experiment_id)
         elif settings.experiment_name:
@@ -115,7 +123,6 @@ class Tracer:
                         max_queue_size=s.max_queue_size,
                         max_workers=s.max_workers,
                         retry_timeout=s.retry_timeout_seconds,
-                        processors=lambda: self.processors,
                     )
                 logger = self._logger
         return logger
@@ -155,6 +162,7 @@ class Tracer:
             or _context_destination.get()
             or self.global_destination
             or route_default
+            or self.table_default
             or self.default_destination
         )
 
@@ -182,7 +190,9 @@ class Tracer:
         if parent is not None:
             trace = parent.trace
             if trace.finished:
-                return NO_OP_SPAN  # aborted by the watchdog, or already exported
+                if trace.aborted is not None:
+                    return NO_OP_SPAN  # ended by the watchdog or at exit: no more spans
+                return self._start_follow_up(name, span_type, trace, trace_destination, start)
             if trace_destination is not None and not self._warned_nonroot_destination:
                 self._warned_nonroot_destination = True
                 log.warning("routetrace: trace_destination is only used on a root span; "
@@ -193,6 +203,17 @@ class Tracer:
             return span
         return self.start_root(name, span_type, trace_destination, route_default,
                                timeout_seconds, remote_parent, start)
+
+    def _start_follow_up(self, name: str, span_type: str, ended: LiveTrace,
+                         destination: Experiment | None, start: int) -> LiveSpan | NoOpSpan:
+        """A span whose parent's trace has ended: work that outlives its request (a
+        background task after the response). It gets its own trace, in the ended trace's
+        experiment, with that trace's id under ``PARENT_TRACE_KEY``."""
+        span = self.start_root(name, span_type, destination or ended.destination, None, None,
+                               None, start)
+        if span.__class__ is LiveSpan:
+            span.trace.set_metadata({PARENT_TRACE_KEY: format_trace_id(ended.trace_id)})
+        return span
 
     def start_root(
         self,
@@ -222,6 +243,7 @@ class Tracer:
             or _context_destination.get()
             or self.global_destination
             or route_default
+            or self.table_default
             or self.default_destination
         )
         timeout_ns = int(timeout_seconds * 1e9) if timeout_seconds else self.timeout_ns
@@ -246,6 +268,7 @@ class Tracer:
         queued: shutdown and ``flush()`` never miss one in between.
         """
         try:
+            trace.processors = self.processors
             logger = self._logger or self.logger
             if self.async_logging and not logger.closed:
                 logger.put(trace)
@@ -258,7 +281,7 @@ class Tracer:
 
     def write_sync(self, trace: LiveTrace) -> None:
         logger = self.logger
-        built = _build(trace, self.processors)
+        built = _build(trace, trace.processors)
         if built is None:
             logger.stats.failed += 1
             return
