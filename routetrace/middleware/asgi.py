@@ -30,6 +30,7 @@ from routetrace.routing.config import load
 from routetrace.routing.table import RouteTable
 from routetrace.tracing import tracer as tracer_mod
 from routetrace.tracing.destination import _context_destination
+from routetrace.tracing.otel_bridge import current_request
 from routetrace.tracing.span import NO_OP_SPAN
 
 __all__ = ["TracingMiddleware"]
@@ -83,6 +84,7 @@ class TracingMiddleware:
         header = self.table.trace_id_header
         self._trace_id_header = header.encode("latin-1") if header else None
         self._default_experiment = self.table.default_experiment
+        self._framework_spans = self.table.framework_spans
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -127,6 +129,8 @@ class TracingMiddleware:
             ex.root_path = scope.get("root_path", "")
             ex.span = span
             ex._header = self._trace_id_header
+            if self._framework_spans:
+                ex.framework_spans = True
             span._deferred = ex
             otel_var = self._otel_var
             if otel_var is not None:
@@ -137,6 +141,7 @@ class TracingMiddleware:
                                          else _Context({self._span_key: span}))
             else:
                 ctx_token = _attach(_set_span_in_context(span))
+            request_token = current_request.set(ex)
         except Exception as exc:
             abandon(exc, span, dest_token)
             await self.app(scope, receive, send)
@@ -158,6 +163,7 @@ class TracingMiddleware:
                     otel_var.reset(ctx_token)
                 else:
                     _detach(ctx_token)
+                current_request.reset(request_token)
                 if dest_token is not None:
                     _context_destination.reset(dest_token)
             except Exception:
@@ -171,6 +177,7 @@ class _ASGIExchange(Exchange):
 
     _header: bytes | None = None
     _trailers = False
+    framework_spans = False  # FastAPI's own telemetry spans join the trace (route table)
     _end_ns: int | None = None
 
     def end(self, status: int | None = None) -> None:

@@ -37,7 +37,7 @@ __all__ = ["ROUTE_KEYS", "TOP_LEVEL_KEYS", "ConfigError", "from_mapping", "load"
 
 TOP_LEVEL_KEYS = (
     "experiment", "service_name", "capture_headers", "redact_headers", "redact_query",
-    "capture_body", "trace_id_header", "exclude", "routes",
+    "capture_body", "trace_id_header", "exclude", "framework_spans", "routes",
 )
 ROUTE_KEYS = (
     "path", "methods", "experiment", "enabled", "sample_rate", "capture_body",
@@ -257,6 +257,7 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "<mapping>",
         v.pattern(p, ("exclude", i))
         for i, p in enumerate(v.strings(data.get("exclude", []), ("exclude",)))
     )
+    framework_spans = v.boolean(data.get("framework_spans", False), ("framework_spans",))
     routes = data.get("routes", [])
     if not isinstance(routes, list):
         raise v.error(("routes",), "must be an array of tables: write each rule as [[routes]]")
@@ -270,7 +271,7 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "<mapping>",
         rules=tuple(rules), exclude=exclude, default_experiment=default_experiment,
         service_name=service_name, capture_headers=capture_headers,
         redact_headers=redact_headers, redact_query=redact_query, capture_body=capture_body,
-        trace_id_header=trace_id_header, source=source,
+        trace_id_header=trace_id_header, source=source, framework_spans=framework_spans,
     )
 
 

@@ -44,6 +44,11 @@ def error_of(tmp_path: Path, text: str, name: str = "routetrace.toml") -> Config
     return info.value
 
 
+def test_framework_spans_is_off_unless_the_table_turns_it_on(tmp_path: Path) -> None:
+    assert load_file(write(tmp_path, 'experiment = "web"\n')).framework_spans is False
+    assert load_file(write(tmp_path, "framework_spans = true\n")).framework_spans is True
+
+
 def test_the_design_example_loads(tmp_path: Path) -> None:
     table = load_file(write(tmp_path, GOOD))
     assert table.default_experiment == Experiment(name="web")
@@ -67,6 +72,8 @@ def test_the_design_example_loads(tmp_path: Path) -> None:
                      "routes[0].experimnet", "did you mean 'experiment'?", id="typo in a rule"),
         pytest.param('expriment = "web"\n', 1, "expriment", "did you mean 'experiment'?",
                      id="typo at the top"),
+        pytest.param('experiment = "web"\nframework_spans = "yes"\n', 2, "framework_spans",
+                     "must be true or false", id="framework_spans not a boolean"),
         pytest.param('colour = "blue"\n', 1, "colour", "Allowed keys: experiment",
                      id="unknown key lists the allowed ones"),
         pytest.param('path = "/x"\n', 1, "path", "belongs inside a [[routes]] table",

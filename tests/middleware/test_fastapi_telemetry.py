@@ -1,0 +1,72 @@
+"""FastAPI's own telemetry layer (``fastapi/telemetry``) and routetrace, both ways of adding
+the middleware: one trace per request, the handler's spans under the root."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+import routetrace
+from routetrace.middleware import TracingMiddleware
+from routetrace.tracing import otel_bridge
+from tests.conftest import traces_of
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+
+    @routetrace.trace
+    def double(x: int) -> int:
+        return x * 2
+
+    @app.get("/items/{i}")
+    def item(i: int) -> dict[str, int]:
+        with routetrace.start_span("load"):
+            return {"v": double(i)}
+
+    return app
+
+
+def _serve(how: str, config: dict) -> TestClient:
+    app = _app()
+    if how == "add_middleware":
+        app.add_middleware(TracingMiddleware, config=config)
+        return TestClient(app)
+    return TestClient(TracingMiddleware(app, config=config))
+
+
+def _shape(trace: routetrace.Trace) -> list[tuple[str, str | None]]:
+    """(name, parent's name) of every span, in start order."""
+    names = {s.span_id: s.name for s in trace.data.spans}
+    spans = sorted(trace.data.spans, key=lambda s: s.start_time_ns)
+    return [(s.name, names.get(s.parent_id) if s.parent_id else None) for s in spans]
+
+
+@pytest.fixture(autouse=True)
+def routetrace_serves_opentelemetry() -> None:
+    # FastAPI's telemetry runs only once a provider is set; routetrace's bridge is one.
+    assert otel_bridge.install()
+
+
+@pytest.mark.parametrize("how", ["add_middleware", "wrapping the app"])
+def test_one_request_is_one_trace_with_the_handlers_spans_under_the_root(how: str) -> None:
+    with _serve(how, {}) as client:
+        assert client.get("/items/3").json() == {"v": 6}
+    (trace,) = traces_of()
+    assert _shape(trace) == [
+        ("GET /items/{i}", None), ("load", "GET /items/{i}"), ("double", "load"),
+    ]
+
+
+@pytest.mark.parametrize("how", ["add_middleware", "wrapping the app"])
+def test_framework_spans_true_keeps_fastapis_own_spans_in_the_trace(how: str) -> None:
+    with _serve(how, {"framework_spans": True}) as client:
+        assert client.get("/items/3").json() == {"v": 6}
+    (trace,) = traces_of()
+    shape = _shape(trace)
+    names = [name for name, _ in shape]
+    assert names[0] == "GET /items/{i}" and shape[0][1] is None
+    assert {"fastapi.dependencies", "fastapi.endpoint", "fastapi.serialization"} <= set(names)
+    assert ("load", "fastapi.endpoint") in shape
+    assert ("double", "load") in shape
