@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import os
 import random
 import time
@@ -26,7 +27,7 @@ from opentelemetry import trace as otel_trace
 from routetrace.middleware.capture import Exchange, parse_traceparent
 from routetrace.middleware.guard import Untraced, abandon, report
 from routetrace.middleware.types import ASGIApp, Message, Receive, Scope, Send
-from routetrace.routing.config import load
+from routetrace.routing.config import ConfigError, load
 from routetrace.routing.table import RouteTable
 from routetrace.tracing import tracer as tracer_mod
 from routetrace.tracing.destination import _context_destination
@@ -34,6 +35,8 @@ from routetrace.tracing.otel_bridge import current_request
 from routetrace.tracing.span import NO_OP_SPAN
 
 __all__ = ["TracingMiddleware"]
+
+log = logging.getLogger("routetrace")
 
 _partial = functools.partial
 _random = random.random
@@ -74,13 +77,25 @@ class TracingMiddleware:
     ``config`` is a route table file, a loaded :class:`~routetrace.routing.RouteTable`, a
     mapping, or None to find one (``ROUTETRACE_CONFIG``, ``./routetrace.toml``,
     ``[tool.routetrace]`` in ``./pyproject.toml``, else trace everything into the default
-    experiment). A bad table raises :class:`~routetrace.routing.ConfigError` here, at start-up.
+    experiment). A bad table raises :class:`~routetrace.routing.ConfigError` here; when this
+    runs inside a server's event loop (Starlette builds ``add_middleware`` middleware lazily,
+    in the first ASGI call, the lifespan's), the server's start-up fails with that message
+    instead, and requests pass through untraced.
     """
 
     def __init__(self, app: ASGIApp, *, config: _Config = None) -> None:
         self.app = app
         self._otel_var, self._span_key = _otel_context_var()
-        self.table = load(config)
+        try:
+            self.table = load(config)
+        except ConfigError as exc:
+            if not _in_event_loop():
+                raise
+            # Raised here, inside the framework's first ASGI call, the error would only make
+            # uvicorn call lifespan "unsupported", then every request a 500. Fail start-up.
+            self.__class__ = _BrokenTable
+            self.config_error = exc
+            return
         header = self.table.trace_id_header
         self._trace_id_header = header.encode("latin-1") if header else None
         self._default_experiment = self.table.default_experiment
@@ -170,6 +185,38 @@ class TracingMiddleware:
                 report("restoring the context")
             if not ex.ended:
                 ex.end()  # the app returned without finishing its response: end here
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class _BrokenTable(TracingMiddleware):
+    """A ``TracingMiddleware`` whose route table failed to load inside a running server: the
+    lifespan start-up fails with the error, so the server exits; requests, if a server without
+    lifespan sends any, reach the app untouched and untraced."""
+
+    config_error: ConfigError
+    _reported = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.failed",
+                            "message": f"routetrace: {self.config_error}"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+            return
+        if not self._reported:
+            self._reported = True
+            log.error("routetrace: not tracing, the route table is broken: %s",
+                      self.config_error)
+        await self.app(scope, receive, send)
 
 
 class _ASGIExchange(Exchange):

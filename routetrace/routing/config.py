@@ -343,7 +343,7 @@ def load_file(path: str | os.PathLike[str]) -> RouteTable:
     try:
         raw = Path(file).read_bytes()
     except FileNotFoundError:
-        raise ConfigError("no such file", file=file) from None
+        raise ConfigError(_missing(file), file=file) from None
     except OSError as exc:
         raise ConfigError(f"cannot read it: {exc.strerror or exc}", file=file) from None
     try:
@@ -364,6 +364,14 @@ def load_file(path: str | os.PathLike[str]) -> RouteTable:
                             _lines=_LineIndex(text, ("tool", "routetrace")),
                             _prefix="tool.routetrace")
     return from_mapping(data, source=file, _lines=_LineIndex(text))
+
+
+def _missing(file: str) -> str:
+    """Say where a file was looked for: a relative path depends on the server's directory."""
+    if os.path.isabs(file):
+        return "no such file"
+    return (f"no such file in {Path(file).absolute().parent} (a relative path is read from "
+            "the working directory: start the server there, or give an absolute path)")
 
 
 def _pyproject_has_table(path: Path) -> bool:
@@ -391,8 +399,8 @@ def load(config: RouteTable | Mapping[str, Any] | str | os.PathLike[str] | None 
         try:
             return load_file(explicit)
         except ConfigError as exc:
-            if exc.problem == "no such file":
-                raise ConfigError("no such file (named by ROUTETRACE_CONFIG)",
+            if exc.problem.startswith("no such file"):
+                raise ConfigError(f"{exc.problem} (named by ROUTETRACE_CONFIG)",
                                   file=exc.file) from None
             raise
     base = Path(cwd) if cwd is not None else Path.cwd()

@@ -175,6 +175,28 @@ def test_missing_file(tmp_path: Path) -> None:
         load_file(tmp_path / "nope.toml")
 
 
+def test_a_missing_relative_file_names_the_directory_it_was_looked_for_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_file("conf/routetrace.toml")
+    assert str(info.value).startswith(
+        f"conf/routetrace.toml: no such file in {tmp_path / 'conf'} (a relative path is read "
+        "from the working directory"
+    )
+
+
+def test_a_missing_routetrace_config_file_says_which_variable_named_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reset_tracer,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    reset_tracer(ROUTETRACE_CONFIG="missing.toml")
+    with pytest.raises(ConfigError, match=rf"missing.toml: no such file in {tmp_path} .* "
+                       r"\(named by ROUTETRACE_CONFIG\)"):
+        load()
+
+
 def test_pyproject_section_with_lines(tmp_path: Path) -> None:
     text = """\
     [project]
