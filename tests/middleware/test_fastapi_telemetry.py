@@ -3,6 +3,12 @@ the middleware: one trace per request, the handler's spans under the root."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -70,3 +76,64 @@ def test_framework_spans_true_keeps_fastapis_own_spans_in_the_trace(how: str) ->
     assert {"fastapi.dependencies", "fastapi.endpoint", "fastapi.serialization"} <= set(names)
     assert ("load", "fastapi.endpoint") in shape
     assert ("double", "load") in shape
+
+
+@pytest.mark.parametrize("how", ["add_middleware", "wrapping the app"])
+def test_with_the_apps_sdk_provider_its_spans_reach_its_exporter_and_nest_in_the_trace(
+    how: str, tmp_path: Path
+) -> None:
+    script = f"""
+import json
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+
+import routetrace
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from routetrace.middleware import TracingMiddleware
+
+app = FastAPI()
+app_tracer = trace.get_tracer("my.app")
+
+@app.get("/items/{{i}}")
+def item(i: int):
+    with app_tracer.start_as_current_span("db.query"):
+        with routetrace.start_span("load"):
+            return {{"v": i}}
+
+if {how == "add_middleware"}:
+    app.add_middleware(TracingMiddleware, config={{}})
+    served = app
+else:
+    served = TracingMiddleware(app, config={{}})
+with TestClient(served) as client:
+    assert client.get("/items/3").json() == {{"v": 3}}
+routetrace.flush()
+traces = routetrace.search_traces()
+print(json.dumps({{
+    "exported": sorted(s.name for s in exporter.get_finished_spans()),
+    "traces": [[[s.name, s.span_id, s.parent_id] for s in t.data.spans] for t in traces],
+}}))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_"))}
+    env["MLFLOW_TRACKING_URI"] = str(tmp_path / "mlruns")
+    env["ROUTETRACE_SIGNAL_HANDLERS"] = "false"
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", script], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    # The app's exporter gets FastAPI's spans and its own, as without routetrace.
+    assert "db.query" in result["exported"]
+    assert "fastapi.endpoint" in result["exported"]
+    (spans,) = result["traces"]
+    ids = {span_id: name for name, span_id, _ in spans}
+    shape = sorted((name, ids.get(parent)) for name, _, parent in spans)
+    assert shape == [("GET /items/{i}", None), ("db.query", "GET /items/{i}"),
+                     ("load", "db.query")]
