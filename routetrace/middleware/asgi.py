@@ -32,7 +32,7 @@ from routetrace.routing.table import RouteTable
 from routetrace.tracing import tracer as tracer_mod
 from routetrace.tracing.destination import _context_destination
 from routetrace.tracing.otel_bridge import current_request
-from routetrace.tracing.span import NO_OP_SPAN
+from routetrace.tracing.span import NO_OP_SPAN, LiveSpan
 
 __all__ = ["TracingMiddleware"]
 
@@ -132,6 +132,13 @@ class TracingMiddleware:
                 if name == b"traceparent":
                     remote = parse_traceparent(value)
                     break
+            otel_var = self._otel_var
+            outer = otel_var.get() if otel_var is not None else None
+            if remote is None and outer:
+                # An OpenTelemetry server layer outside this one (FastAPI's telemetry with the
+                # app's SDK, an OpenTelemetry ASGI middleware) already has a span for this
+                # request: continue its trace, so the app's exporter sees one trace id.
+                remote = _outer_parent(outer.get(self._span_key))
             experiment = rule.experiment
             if experiment is not None:
                 dest_token = _context_destination.set(experiment)
@@ -147,12 +154,10 @@ class TracingMiddleware:
             if self._framework_spans:
                 ex.framework_spans = True
             span._deferred = ex
-            otel_var = self._otel_var
             if otel_var is not None:
                 # Building a Context (a dict subclass) from a mapping is the costly part:
                 # copy the parent only when there is one (usually the context is empty).
-                parent = otel_var.get()
-                ctx_token = otel_var.set(_Context({**parent, self._span_key: span}) if parent
+                ctx_token = otel_var.set(_Context({**outer, self._span_key: span}) if outer
                                          else _Context({self._span_key: span}))
             else:
                 ctx_token = _attach(_set_span_in_context(span))
@@ -185,6 +190,14 @@ class TracingMiddleware:
                 report("restoring the context")
             if not ex.ended:
                 ex.end()  # the app returned without finishing its response: end here
+
+
+def _outer_parent(span: Any) -> tuple[int, int] | None:
+    """(trace id, span id) of another layer's current span, or None (none, or routetrace's)."""
+    if span is None or span.__class__ is LiveSpan:
+        return None
+    context = span.get_span_context()
+    return (context.trace_id, context.span_id) if context.is_valid else None
 
 
 def _in_event_loop() -> bool:

@@ -27,9 +27,10 @@ def _app() -> FastAPI:
         return x * 2
 
     @app.get("/items/{i}")
-    def item(i: int) -> dict[str, int]:
+    def item(i: int) -> dict[str, object]:
+        routetrace.update_current_trace(tags={"item": str(i)})
         with routetrace.start_span("load"):
-            return {"v": double(i)}
+            return {"v": double(i), "trace": routetrace.get_active_trace_id()}
 
     return app
 
@@ -58,17 +59,19 @@ def routetrace_serves_opentelemetry() -> None:
 @pytest.mark.parametrize("how", ["add_middleware", "wrapping the app"])
 def test_one_request_is_one_trace_with_the_handlers_spans_under_the_root(how: str) -> None:
     with _serve(how, {}) as client:
-        assert client.get("/items/3").json() == {"v": 6}
+        answer = client.get("/items/3").json()
     (trace,) = traces_of()
     assert _shape(trace) == [
         ("GET /items/{i}", None), ("load", "GET /items/{i}"), ("double", "load"),
     ]
+    assert answer == {"v": 6, "trace": trace.info.trace_id}
+    assert trace.info.tags["item"] == "3"
 
 
 @pytest.mark.parametrize("how", ["add_middleware", "wrapping the app"])
 def test_framework_spans_true_keeps_fastapis_own_spans_in_the_trace(how: str) -> None:
     with _serve(how, {"framework_spans": True}) as client:
-        assert client.get("/items/3").json() == {"v": 6}
+        assert client.get("/items/3").json()["v"] == 6
     (trace,) = traces_of()
     shape = _shape(trace)
     names = [name for name, _ in shape]
@@ -79,7 +82,7 @@ def test_framework_spans_true_keeps_fastapis_own_spans_in_the_trace(how: str) ->
 
 
 @pytest.mark.parametrize("how", ["add_middleware", "wrapping the app"])
-def test_with_the_apps_sdk_provider_its_spans_reach_its_exporter_and_nest_in_the_trace(
+def test_with_the_apps_sdk_provider_its_spans_reach_its_exporter_in_one_trace_and_nest_in_ours(
     how: str, tmp_path: Path
 ) -> None:
     script = f"""
@@ -119,6 +122,9 @@ routetrace.flush()
 traces = routetrace.search_traces()
 print(json.dumps({{
     "exported": sorted(s.name for s in exporter.get_finished_spans()),
+    "exported_trace_ids": sorted({{format(s.context.trace_id, "032x")
+                                  for s in exporter.get_finished_spans()}}),
+    "trace_ids": [t.info.trace_id for t in traces],
     "traces": [[[s.name, s.span_id, s.parent_id] for s in t.data.spans] for t in traces],
 }}))
 """
@@ -132,6 +138,10 @@ print(json.dumps({{
     # The app's exporter gets FastAPI's spans and its own, as without routetrace.
     assert "db.query" in result["exported"]
     assert "fastapi.endpoint" in result["exported"]
+    # ... in one trace, not split by routetrace's root span in between.
+    (exported_trace_id,) = result["exported_trace_ids"]
+    if how == "add_middleware":  # routetrace runs inside FastAPI's span: it continues its trace
+        assert result["trace_ids"] == ["tr-" + exported_trace_id]
     (spans,) = result["traces"]
     ids = {span_id: name for name, span_id, _ in spans}
     shape = sorted((name, ids.get(parent)) for name, _, parent in spans)
