@@ -229,6 +229,8 @@ class _MirrorProcessor:
             mirror = _stand_ins.pop(span_id, None)
             if mirror is None or mirror.span_id_int != span_id:
                 return  # not in a trace, or left out
+            if mirror.trace.finished:
+                return  # exported (or being built) already: never touch it from here
             mirror.update_name(span.name)
             if span.attributes:
                 mirror.set_attributes(span.attributes)
