@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as otel_trace
 
-from routetrace.tracing import lifecycle
+from routetrace.tracing import lifecycle, otel_bridge
 from routetrace.tracing.batch_logger import BatchLogger, _build, _Group, write_now
 from routetrace.tracing.destination import (
     DEFAULT_EXPERIMENT,
@@ -48,6 +48,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_ids.seed)  # forked workers must not share a sequence
 _time_ns = time.time_ns
 _get_current_span = otel_trace.get_current_span
+_get_tracer_provider = otel_trace.get_tracer_provider
 _tracer: Tracer | None = None
 # Trace metadata of a trace started by work that outlived its request (a background task):
 # the request's trace id, which is where that work came from.
@@ -91,6 +92,7 @@ class Tracer:
         self._warned_nonroot_destination = False
         self._lock = threading.Lock()
         self._activated = False
+        self._otel_bridge = self.enabled and settings.otel_bridge
         # Every trace's ``on_finish``: one bound method, not a new one (a new object for the
         # cyclic garbage collector to count and traverse) per trace.
         self._on_finish = self._finish
@@ -146,12 +148,14 @@ class Tracer:
         return self.backend.spool_dir
 
     def _activate(self) -> None:
-        """First trace of the process: exit hooks (threads start later, on demand)."""
+        """First trace of the process: exit hooks, OpenTelemetry; threads start later, on demand."""
         with self._lock:
             if self._activated:
                 return
             self._activated = True
         lifecycle.install(self.settings.install_signal_handlers)
+        if self._otel_bridge:
+            otel_bridge.install()
 
     # -- destinations -------------------------------------------------------------------
     def resolve_destination(
@@ -185,7 +189,7 @@ class Tracer:
         if parent is CURRENT:
             parent = _get_current_span()
             if parent.__class__ is not LiveSpan:
-                parent = None
+                parent = otel_bridge.live_parent(parent)
         start = start_time_ns or _time_ns()
         if parent is not None:
             trace = parent.trace
@@ -237,6 +241,8 @@ class Tracer:
             return NO_OP_SPAN
         if not self._activated:
             self._activate()
+        if self._otel_bridge and _get_tracer_provider() is not otel_bridge.seen_provider:
+            otel_bridge.install()  # the app set its provider since: join it
         start = start_time_ns or _time_ns()
         destination = (
             destination
@@ -363,10 +369,6 @@ def _create() -> Tracer:
     with _tracer_lock:
         if _tracer is None:
             _tracer = Tracer(load_settings())
-            if _tracer.enabled and _tracer.settings.otel_bridge:
-                from routetrace.tracing import otel_bridge
-
-                otel_bridge.install()
         return _tracer
 
 
@@ -390,8 +392,4 @@ def reset(settings: Settings | None = None) -> Tracer:
     backends._clear_cache()
     with _tracer_lock:
         _tracer = Tracer(settings or load_settings())
-        if _tracer.enabled and _tracer.settings.otel_bridge:
-            from routetrace.tracing import otel_bridge
-
-            otel_bridge.install()
     return _tracer
