@@ -129,8 +129,11 @@ def _scrub_multipart(text: str, content_type: str, policy: KeyPolicy) -> str:
         head, sep, body = parts[i].partition("\r\n\r\n")
         if not sep:
             head, sep, body = parts[i].partition("\n\n")
-        name = _NAME.search(head) if sep else None
-        if name is not None and policy.denies(name.group(1) or name.group(2)):
+        found_name = _NAME.search(head) if sep else None
+        if found_name is None:
+            continue
+        name = found_name.group(1) if found_name.group(1) is not None else found_name.group(2)
+        if policy.denies(name):
             end = "\r\n" if body.endswith("\r\n") else "\n" if body.endswith("\n") else ""
             parts[i] = f"{head}{sep}{REDACTED}{end}"
     return delimiter.join(parts)

@@ -402,6 +402,17 @@ def test_json_text_is_scrubbed_key_by_key(text: str, scrubbed: str) -> None:
     assert scrub_text(text, "application/json", DEFAULT_POLICY) == scrubbed
 
 
+def test_multipart_parts_with_an_empty_or_bare_name_are_judged_by_it() -> None:
+    from routetrace.middleware.redact import scrub_text
+    from routetrace.routing.scrub import DEFAULT_POLICY
+
+    text = ('--b\r\nContent-Disposition: form-data; name=""\r\n\r\nkept\r\n'
+            '--b\r\nContent-Disposition: form-data; name=apiKey\r\n\r\ngone\r\n--b--\r\n')
+    assert scrub_text(text, 'multipart/form-data; boundary="b"', DEFAULT_POLICY) == (
+        '--b\r\nContent-Disposition: form-data; name=""\r\n\r\nkept\r\n'
+        '--b\r\nContent-Disposition: form-data; name=apiKey\r\n\r\nREDACTED\r\n--b--\r\n')
+
+
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
                                           ""])
 def test_json_sent_under_another_content_type_is_scrubbed_as_json(
