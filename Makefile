@@ -38,8 +38,11 @@ test: $(DEV_STAMP)
 	$(BIN)/ruff check routetrace tests benchmarks examples
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The peers (ddtrace, logfire, Sentry, the OTLP exporter) come from the bench extra, installed
+# here only; wrk, when on PATH (`apt-get install wrk`), drives the over-HTTP load.
 bench: $(DEV_STAMP)
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
