@@ -8,7 +8,6 @@ import datetime as dt
 import re
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -117,8 +116,7 @@ def backend_from(args: argparse.Namespace) -> Backend:
 
 def missing_store(backend: Backend) -> bool:
     """A local store nobody has written yet: reading it should not create it."""
-    path = getattr(backend, "db_path", None)
-    return isinstance(path, Path) and not path.exists()
+    return not backend.exists()
 
 
 def no_store_hint(backend: Backend) -> None:
