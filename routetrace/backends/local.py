@@ -699,6 +699,9 @@ class LocalStore(Backend):
             raise BackendError(f"local store {self.db_path}: {exc}") from exc
         return len(victims)
 
+    def exists(self) -> bool:
+        return self.db_path.exists()
+
     @_locked
     def stats(self) -> dict[str, Any]:
         conn = self._conn()

@@ -46,7 +46,7 @@ def filled(store) -> Filled:
 def viewer_url(store, filled) -> Iterator[str]:
     import uvicorn
 
-    from routetrace.cli import LOOPBACK_NAMES
+    from routetrace.cli.ui import LOOPBACK_NAMES
     from routetrace.viewer import create_app
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
