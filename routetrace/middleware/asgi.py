@@ -30,10 +30,10 @@ from routetrace.middleware.guard import Untraced, abandon, report
 from routetrace.middleware.types import ASGIApp, Message, Receive, Scope, Send
 from routetrace.routing.config import ConfigError, load
 from routetrace.routing.table import RouteTable
+from routetrace.tracing import tracer as tracer_mod
 from routetrace.tracing.destination import reset_context_destination, set_context_destination
 from routetrace.tracing.otel_bridge import current_request
 from routetrace.tracing.span import NO_OP_SPAN, LiveSpan
-from routetrace.tracing.tracer import get_tracer, peek_tracer
 
 __all__ = ["TracingMiddleware"]
 
@@ -103,7 +103,7 @@ class TracingMiddleware:
                 return
             await self.app(scope, receive, send)
             return
-        tracer = get_tracer()
+        tracer = tracer_mod.get_tracer()
         if not tracer.enabled:
             await self.app(scope, receive, send)
             return
@@ -415,7 +415,7 @@ class _LifespanSend:
 
 
 async def _flush() -> None:
-    tracer = peek_tracer()
+    tracer = tracer_mod.peek_tracer()
     if tracer is None:
         return
     try:

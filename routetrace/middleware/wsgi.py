@@ -24,9 +24,9 @@ from routetrace.middleware.frameworks import watch_exceptions, wsgi_route
 from routetrace.middleware.guard import Untraced, abandon, report
 from routetrace.routing.config import load
 from routetrace.routing.table import RouteTable, Rule
+from routetrace.tracing import tracer as tracer_mod
 from routetrace.tracing.destination import reset_context_destination, set_context_destination
 from routetrace.tracing.span import NO_OP_SPAN
-from routetrace.tracing.tracer import get_tracer
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -47,7 +47,7 @@ class WSGITracingMiddleware:
         watch_exceptions()  # Flask's and Django's error pages: the exception on the span
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        tracer = get_tracer()
+        tracer = tracer_mod.get_tracer()
         if not tracer.enabled:
             return self.app(environ, start_response)
         try:
