@@ -31,7 +31,7 @@ from routetrace.middleware.types import ASGIApp, Message, Receive, Scope, Send
 from routetrace.routing.config import ConfigError, load
 from routetrace.routing.table import RouteTable
 from routetrace.tracing import tracer as tracer_mod
-from routetrace.tracing.destination import _context_destination
+from routetrace.tracing.destination import reset_context_destination, set_context_destination
 from routetrace.tracing.otel_bridge import current_request
 from routetrace.tracing.span import NO_OP_SPAN, LiveSpan
 
@@ -39,19 +39,12 @@ __all__ = ["TracingMiddleware"]
 
 log = logging.getLogger("routetrace")
 
-_partial = functools.partial
-_random = random.random
-_time_ns = time.time_ns
-_attach = otel_context.attach
-_detach = otel_context.detach
-_set_span_in_context = otel_trace.set_span_in_context
-
 
 def _otel_context_var() -> tuple[Any, str] | tuple[None, None]:
     """OpenTelemetry's own ContextVar and span key when its default runtime context is in use.
 
     Setting the span through it directly is what ``attach(set_span_in_context(span))`` does,
-    without three layers of calls (about 0.5 µs a request). Private names of
+    without its three layers of calls on every request. Private names of
     ``opentelemetry-api``: anything unexpected and the public calls are used.
     """
     try:
@@ -68,7 +61,6 @@ def _otel_context_var() -> tuple[Any, str] | tuple[None, None]:
         pass
     return None, None
 
-_Context = otel_context.Context
 _Config = RouteTable | Mapping[str, Any] | str | os.PathLike[str] | None
 
 
@@ -111,14 +103,14 @@ class TracingMiddleware:
                 return
             await self.app(scope, receive, send)
             return
-        tracer = tracer_mod._tracer or tracer_mod.get_tracer()
+        tracer = tracer_mod.get_tracer()
         if not tracer.enabled:
             await self.app(scope, receive, send)
             return
         try:
             method = scope.get("method", "GET")
             rule = self.table.match(scope["path"], method)
-            if rule is not None and rule.sample_rate < 1.0 and _random() >= rule.sample_rate:
+            if rule is not None and rule.sample_rate < 1.0 and random.random() >= rule.sample_rate:
                 rule = None
         except Exception:
             report("route matching")
@@ -145,7 +137,7 @@ class TracingMiddleware:
                 remote = _outer_parent(outer.get(self._span_key))
             experiment = rule.experiment
             if experiment is not None:
-                dest_token = _context_destination.set(experiment)
+                dest_token = set_context_destination(experiment)
             span = tracer.start_root(method, rule.span_type, experiment,
                                      self._default_experiment, rule.timeout_seconds, remote)
             if span is NO_OP_SPAN:
@@ -161,10 +153,11 @@ class TracingMiddleware:
             if otel_var is not None:
                 # Building a Context (a dict subclass) from a mapping is the costly part:
                 # copy the parent only when there is one (usually the context is empty).
-                ctx_token = otel_var.set(_Context({**outer, self._span_key: span}) if outer
-                                         else _Context({self._span_key: span}))
+                ctx_token = otel_var.set(
+                    otel_context.Context({**outer, self._span_key: span}) if outer
+                    else otel_context.Context({self._span_key: span}))
             else:
-                ctx_token = _attach(_set_span_in_context(span))
+                ctx_token = otel_context.attach(otel_trace.set_span_in_context(span))
             request_token = current_request.set(ex)
         except Exception as exc:
             abandon(exc, span, dest_token)
@@ -173,11 +166,11 @@ class TracingMiddleware:
         # -- run the app -----------------------------------------------------------------
         try:
             if kind == "http":
-                await self.app(scope, _partial(_http_receive, ex, receive),
-                               _partial(_http_send, ex, send))
+                await self.app(scope, functools.partial(_http_receive, ex, receive),
+                               functools.partial(_http_send, ex, send))
             else:
-                await self.app(scope, _partial(_ws_receive, ex, receive),
-                               _partial(_ws_send, ex, send))
+                await self.app(scope, functools.partial(_ws_receive, ex, receive),
+                               functools.partial(_ws_send, ex, send))
         except BaseException as exc:
             ex.fail(exc)
             raise
@@ -186,10 +179,10 @@ class TracingMiddleware:
                 if otel_var is not None:
                     otel_var.reset(ctx_token)
                 else:
-                    _detach(ctx_token)
+                    otel_context.detach(ctx_token)
                 current_request.reset(request_token)
                 if dest_token is not None:
-                    _context_destination.reset(dest_token)
+                    reset_context_destination(dest_token)
             except Exception:
                 report("restoring the context")
             if not ex.ended:
@@ -256,10 +249,7 @@ class _ASGIExchange(Exchange):
                     span.set_status("ERROR", "the app sent no response")
             elif code >= 500 and span._status != "ERROR":
                 span.set_status("ERROR", f"HTTP {code}")
-            # ``span.end(end_time_ns=self._end_ns)`` without its optional arguments: the
-            # trace hands itself off when its root ends (exactly once: LiveTrace.end_span).
-            if span.end_time_ns is None:
-                span.trace.end_span(span, self._end_ns or _time_ns())
+            span.end(end_time_ns=self._end_ns)  # the root span: the trace hands itself off
         except Exception:
             report("ending the request span")
 
@@ -294,8 +284,8 @@ class _ASGIExchange(Exchange):
         size = len(header)
         headers = message.get("headers") or ()
         for name, _ in headers:
-            # Only a name of the same length can match: lower-casing every response header
-            # name was a tenth of the middleware's own time per request (py-spy).
+            # Only a name of the same length can match, so most names are skipped without
+            # being lower-cased: this runs for every response header of every request.
             if len(name) == size and bytes(name).lower() == header:
                 return message  # the app set it itself
         # A copy of the message and of its header list: the app may reuse either.
@@ -333,7 +323,7 @@ async def _http_receive(ex: _ASGIExchange, inner: Receive) -> Message:
 def _http_send(ex: _ASGIExchange, inner: Send, message: Message) -> Awaitable[None]:
     # Not a coroutine: it returns the server's own ``send(message)`` for the app to await,
     # one coroutine frame less per message. So the span ends as the last chunk is handed to
-    # the server rather than after the server took it (the same instant, to a microsecond).
+    # the server rather than after the server took it (in practice the same instant).
     kind = message["type"]
     try:
         last = False
@@ -354,20 +344,13 @@ def _http_send(ex: _ASGIExchange, inner: Send, message: Message) -> Awaitable[No
             last = kind == "http.response.pathsend" or not message.get("more_body", False)
         if last:
             status = ex.status
-            if status is None:
-                ex.end()  # a body without a start: end() says so on the span
-            elif status >= 500:
+            if status is not None and status >= 500:
                 # An app that sent a 500 usually raises next (Starlette's
                 # ServerErrorMiddleware does): end when it does, so the exception is on the
                 # span, timed from here.
-                ex._end_ns = _time_ns()
-            elif not ex.ended:
-                # ``ex.end()`` inlined for the usual case, where the status changes nothing
-                # on the span: one frame and its checks less per request.
-                ex.ended = True
-                span = ex.span
-                if span.end_time_ns is None:
-                    span.trace.end_span(span, _time_ns())
+                ex._end_ns = time.time_ns()
+            else:
+                ex.end()  # without a status (a body without a start) end() says so on the span
     except Exception:
         report("response capture")
     return inner(message)

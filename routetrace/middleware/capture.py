@@ -187,7 +187,7 @@ def _body(data: bytes, size: int, cap: int, content_type: str, policy: KeyPolicy
 class Exchange:
     """One request's captured facts: written on the request path, read by :meth:`build`."""
 
-    # Class-level defaults: the request path only assigns what it has (a few µs matter here).
+    # Class-level defaults: the request path only assigns what it has, allocating no more.
     scope: Any = None
     environ: Any = None
     root_path = ""

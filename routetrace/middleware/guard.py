@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from routetrace.tracing.destination import _context_destination
+from routetrace.tracing.destination import reset_context_destination
 from routetrace.tracing.span import NO_OP_SPAN
 
 __all__ = ["Untraced", "abandon", "counts", "report"]
@@ -49,7 +49,7 @@ def abandon(exc: Exception, span: Any, dest_token: Any) -> None:
         report("starting the request span")
     try:
         if dest_token is not None:
-            _context_destination.reset(dest_token)
+            reset_context_destination(dest_token)
         if span is not None and span is not NO_OP_SPAN:
             span.end()  # do not leave it open until the watchdog or exit finds it
     except Exception:

@@ -25,19 +25,13 @@ from routetrace.middleware.guard import Untraced, abandon, report
 from routetrace.routing.config import load
 from routetrace.routing.table import RouteTable, Rule
 from routetrace.tracing import tracer as tracer_mod
-from routetrace.tracing.destination import _context_destination
+from routetrace.tracing.destination import reset_context_destination, set_context_destination
 from routetrace.tracing.span import NO_OP_SPAN
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["WSGITracingMiddleware"]
-
-_partial = functools.partial
-_random = random.random
-_attach = otel_context.attach
-_detach = otel_context.detach
-_set_span_in_context = otel_trace.set_span_in_context
 
 
 class WSGITracingMiddleware:
@@ -53,7 +47,7 @@ class WSGITracingMiddleware:
         watch_exceptions()  # Flask's and Django's error pages: the exception on the span
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        tracer = tracer_mod._tracer or tracer_mod.get_tracer()
+        tracer = tracer_mod.get_tracer()
         if not tracer.enabled:
             return self.app(environ, start_response)
         try:
@@ -62,7 +56,7 @@ class WSGITracingMiddleware:
             if not path.isascii():  # WSGI strings are latin-1 decoded bytes: undo it
                 path = path.encode("latin-1").decode("utf-8", "replace")
             rule = self.table.match(path or "/", method)
-            if rule is not None and rule.sample_rate < 1.0 and _random() >= rule.sample_rate:
+            if rule is not None and rule.sample_rate < 1.0 and random.random() >= rule.sample_rate:
                 rule = None
         except Exception:
             report("route matching")
@@ -77,7 +71,7 @@ class WSGITracingMiddleware:
                 tracer.table_default = self.table.default_experiment
             experiment = rule.experiment
             if experiment is not None:
-                dest_token = _context_destination.set(experiment)
+                dest_token = set_context_destination(experiment)
             span = tracer.start_root(method, rule.span_type, experiment,
                                      self.table.default_experiment, rule.timeout_seconds, remote)
             if span is NO_OP_SPAN:
@@ -88,20 +82,20 @@ class WSGITracingMiddleware:
             span._deferred = ex
             if rule.capture_body and "wsgi.input" in environ:
                 environ["wsgi.input"] = _TeeInput(environ["wsgi.input"], ex)
-            ctx_token = _attach(_set_span_in_context(span))
+            ctx_token = otel_context.attach(otel_trace.set_span_in_context(span))
         except Exception as exc:
             abandon(exc, span, dest_token)
             return self.app(environ, start_response)
         try:
-            result = self.app(environ, _partial(_start_response, ex, start_response))
+            result = self.app(environ, functools.partial(_start_response, ex, start_response))
         except BaseException as exc:
             ex.fail(exc)
             raise
         finally:
             try:
-                _detach(ctx_token)
+                otel_context.detach(ctx_token)
                 if dest_token is not None:
-                    _context_destination.reset(dest_token)
+                    reset_context_destination(dest_token)
             except Exception:
                 report("restoring the context")
         return _TracedBody(result, ex)
@@ -204,8 +198,8 @@ class _TracedBody:
         # Make the trace current while the app's generator runs.
         span = ex.span
         dest = ex.rule.experiment
-        dest_token = None if dest is None else _context_destination.set(dest)
-        token = _attach(_set_span_in_context(span))
+        dest_token = None if dest is None else set_context_destination(dest)
+        token = otel_context.attach(otel_trace.set_span_in_context(span))
         try:
             chunk = next(self._iterator)
         except StopIteration:
@@ -215,9 +209,9 @@ class _TracedBody:
             ex.fail(exc)
             raise
         finally:
-            _detach(token)
+            otel_context.detach(token)
             if dest_token is not None:
-                _context_destination.reset(dest_token)
+                reset_context_destination(dest_token)
         if ex.rule.capture_body:
             try:
                 ex.keep_response_chunk(chunk)
@@ -236,11 +230,11 @@ class _TracedBody:
         if ex.ended:
             return
         try:
-            token = _attach(_set_span_in_context(ex.span))
+            token = otel_context.attach(otel_trace.set_span_in_context(ex.span))
             try:
                 self.close()
             finally:
-                _detach(token)
+                otel_context.detach(token)
         except Exception:
             report("closing a released response")
 

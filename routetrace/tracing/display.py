@@ -11,10 +11,9 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from routetrace.tracing.model import Span, Trace
+from routetrace.tracing.model import Span, Trace, set_html_renderer
 
 __all__ = [
     "TraceList",
@@ -280,3 +279,10 @@ class TraceList(list):
             "<table style='font-family:system-ui,sans-serif;font-size:13px;"
             f"border-collapse:collapse'><tr>{head}</tr>{''.join(body)}</table>"
         )
+
+
+def _notebook_html(trace: Trace) -> str | None:
+    return trace_html(trace) if _enabled else None
+
+
+set_html_renderer(_notebook_html)

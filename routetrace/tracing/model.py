@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "Span",
@@ -404,6 +407,16 @@ class Trace:
         return cls.from_dict(json.loads(text))
 
     def _repr_html_(self) -> str | None:
-        from routetrace.tracing import display
+        render = _html_renderer
+        return None if render is None else render(self)
 
-        return display.trace_html(self) if display.is_enabled() else None
+
+# How a trace renders in a notebook. The display module sets it when it is imported (the
+# package's ``__init__`` imports it), so the data model does not depend on its presentation.
+_html_renderer: Callable[[Trace], str | None] | None = None
+
+
+def set_html_renderer(render: Callable[[Trace], str | None] | None) -> None:
+    """Set what ``Trace._repr_html_`` returns for a trace (None: no HTML form)."""
+    global _html_renderer
+    _html_renderer = render

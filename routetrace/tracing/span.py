@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["NO_OP_SPAN", "LiveSpan", "NoOpSpan"]
 
-_time_ns = time.time_ns
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = object()
 
@@ -189,9 +188,9 @@ class LiveSpan(otel_trace.Span):
     ) -> None:
         """Add an ``SpanEvent`` (MLflow) or ``name, attributes, timestamp`` (OpenTelemetry)."""
         if not isinstance(event, SpanEvent):
-            event = SpanEvent(str(event), timestamp or _time_ns(), dict(attributes or {}))
+            event = SpanEvent(str(event), timestamp or time.time_ns(), dict(attributes or {}))
         elif not event.timestamp:
-            event.timestamp = _time_ns()
+            event.timestamp = time.time_ns()
         if self._events is None:
             self._events = []
         self._events.append(event)
@@ -200,7 +199,7 @@ class LiveSpan(otel_trace.Span):
         self, exception: BaseException, attributes: Mapping[str, Any] | None = None,
         timestamp: int | None = None, escaped: bool = False,
     ) -> None:
-        event = SpanEvent.from_exception(exception, timestamp or _time_ns())
+        event = SpanEvent.from_exception(exception, timestamp or time.time_ns())
         if attributes:
             event.attributes.update(attributes)
         self.add_event(event)
@@ -228,7 +227,7 @@ class LiveSpan(otel_trace.Span):
             self.set_attributes(attributes)
         if status is not None:
             self.set_status(status)
-        self.trace.end_span(self, end_time_ns or end_time or _time_ns())
+        self.trace.end_span(self, end_time_ns or end_time or time.time_ns())
 
     # -- OpenTelemetry API ------------------------------------------------------------
     def get_span_context(self) -> SpanContext:

@@ -43,12 +43,8 @@ log = logging.getLogger("routetrace")
 # Ids come from a private generator: an app calling ``random.seed()`` (reproducible sampling,
 # ``transformers.set_seed``) must not make its requests' trace ids repeat and merge.
 _ids = random.Random()
-_getrandbits = _ids.getrandbits
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_ids.seed)  # forked workers must not share a sequence
-_time_ns = time.time_ns
-_get_current_span = otel_trace.get_current_span
-_get_tracer_provider = otel_trace.get_tracer_provider
 _tracer: Tracer | None = None
 # Trace metadata of a trace started by work that outlived its request (a background task):
 # the request's trace id, which is where that work came from.
@@ -187,10 +183,10 @@ class Tracer:
         if not self.enabled:
             return NO_OP_SPAN
         if parent is CURRENT:
-            parent = _get_current_span()
+            parent = otel_trace.get_current_span()
             if parent.__class__ is not LiveSpan:
                 parent = otel_bridge.live_parent(parent)
-        start = start_time_ns or _time_ns()
+        start = start_time_ns or time.time_ns()
         if parent is not None:
             trace = parent.trace
             if trace.finished:
@@ -201,7 +197,7 @@ class Tracer:
                 self._warned_nonroot_destination = True
                 log.warning("routetrace: trace_destination is only used on a root span; "
                             "ignored on %r (warned once)", name)
-            span = LiveSpan(trace, _getrandbits(64) or 1, parent.span_id_int, name, span_type,
+            span = LiveSpan(trace, _ids.getrandbits(64) or 1, parent.span_id_int, name, span_type,
                             start)
             trace.add_child(span)
             return span
@@ -241,26 +237,19 @@ class Tracer:
             return NO_OP_SPAN
         if not self._activated:
             self._activate()
-        if self._otel_bridge and _get_tracer_provider() is not otel_bridge.seen_provider:
+        if self._otel_bridge and otel_trace.get_tracer_provider() is not otel_bridge.seen_provider:
             otel_bridge.install()  # the app set its provider since: join it
-        start = start_time_ns or _time_ns()
-        destination = (
-            destination
-            or _context_destination.get()
-            or self.global_destination
-            or route_default
-            or self.table_default
-            or self.default_destination
-        )
+        start = start_time_ns or time.time_ns()
+        destination = self.resolve_destination(destination, route_default)
         timeout_ns = int(timeout_seconds * 1e9) if timeout_seconds else self.timeout_ns
         run = _active_run.get()
-        trace = LiveTrace(remote_parent[0] if remote_parent else (_getrandbits(128) or 1),
+        trace = LiveTrace(remote_parent[0] if remote_parent else (_ids.getrandbits(128) or 1),
                           destination, self._backend or self.backend, self._on_finish,
                           None if run is None else run.info.run_id,
                           start + timeout_ns if timeout_ns else None)
         if remote_parent:
             trace.remote_parent_span_id = remote_parent[1]
-        span = LiveSpan(trace, _getrandbits(64) or 1, None, name, span_type, start)
+        span = LiveSpan(trace, _ids.getrandbits(64) or 1, None, name, span_type, start)
         trace.root = span
         self.live[id(trace)] = trace
         if timeout_ns:
@@ -354,6 +343,7 @@ class Tracer:
 
 
 def get_tracer() -> Tracer:
+    """The process's tracer, created on first use. Cheap enough for every request to call."""
     tracer = _tracer
     if tracer is None:
         tracer = _create()

@@ -706,7 +706,7 @@ def test_sample_rate_keeps_about_that_share(hello_app: Any, monkeypatch: Any) ->
     import random
 
     rng = random.Random(4)
-    monkeypatch.setattr("routetrace.middleware.asgi._random", rng.random)
+    monkeypatch.setattr(random, "random", rng.random)
     mw = TracingMiddleware(hello_app, config={"routes": [{"path": "/**", "sample_rate": 0.25}]})
     for _ in range(200):
         call(mw)
@@ -881,7 +881,7 @@ def test_failure_after_the_span_started_leaves_nothing_open(
     def broken(span: Any) -> Any:
         raise RuntimeError("context bug")
 
-    monkeypatch.setattr("routetrace.middleware.asgi._set_span_in_context", broken)
+    monkeypatch.setattr("opentelemetry.trace.set_span_in_context", broken)
     before = guard.counts["starting the request span"]
     middleware = TracingMiddleware(hello_app, config={"routes": [{"path": "/**",
                                                                   "experiment": "x"}]})

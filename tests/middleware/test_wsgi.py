@@ -319,7 +319,7 @@ def test_failure_after_the_span_started_leaves_nothing_open(monkeypatch: Any) ->
     def broken(span: Any) -> Any:
         raise RuntimeError("context bug")
 
-    monkeypatch.setattr("routetrace.middleware.wsgi._set_span_in_context", broken)
+    monkeypatch.setattr("opentelemetry.trace.set_span_in_context", broken)
 
     def app(environ: dict, start_response: Any) -> list[bytes]:
         start_response("200 OK", [])

@@ -71,3 +71,19 @@ def test_disable_and_enable_notebook_display(traces):
     finally:
         routetrace.enable_notebook_display()
     assert by_id[filled.math]._repr_html_().startswith("<div")
+
+
+def test_the_trace_model_does_not_import_its_notebook_display():
+    import ast
+    import inspect
+
+    from routetrace.tracing import model
+
+    imported = set()
+    for node in ast.walk(ast.parse(inspect.getsource(model))):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert not {name for name in imported if name.endswith("display")}
