@@ -99,18 +99,29 @@ def _unicode_ok(stream: TextIO = sys.stdout) -> bool:
 
 def _table(headers: Sequence[str], rows: list[list[str]], *, flex: Sequence[int] = (),
            right: Sequence[int] = (), width: int | None = None,
-           paint: Callable[[int, str, str], str] | None = None) -> list[str]:
-    """Columns sized to their content; ``flex`` columns shrink to fit the terminal."""
+           paint: Callable[[int, str, str], str] | None = None,
+           shrink_first: Sequence[int] = ()) -> list[str]:
+    """Columns sized to their content; ``flex`` columns shrink to fit the terminal.
+
+    ``shrink_first`` columns (flex ones) give up their width before the others share theirs:
+    a request preview can be cut to a few characters before a trace's name loses any.
+    """
     width = width or _width()
     n = len(headers)
     natural = [max([len(headers[i])] + [len(r[i]) for r in rows]) for i in range(n)]
     sizes = list(natural)
     over = sum(sizes) + 2 * (n - 1) - width
-    if over > 0 and flex:
+    for i in shrink_first:
+        cut = min(over, sizes[i] - max(8, len(headers[i])))
+        if cut > 0:
+            sizes[i] -= cut
+            over -= cut
+    rest = [i for i in flex if i not in shrink_first]
+    if over > 0 and rest:
         # Water-filling: narrow flex columns keep their width, wide ones share what is left.
-        fixed = sum(sizes[i] for i in range(n) if i not in flex) + 2 * (n - 1)
-        room = max(len(flex) * 8, width - fixed)
-        pending = sorted(flex, key=lambda i: natural[i])
+        fixed = sum(sizes[i] for i in range(n) if i not in rest) + 2 * (n - 1)
+        room = max(len(rest) * 8, width - fixed)
+        pending = sorted(rest, key=lambda i: natural[i])
         while pending:
             share = room // len(pending)
             i = pending.pop(0)
@@ -219,6 +230,17 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    """A TCP port, checked here so a bad one is a usage line, not a failed bind()."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port: use 0-65535 (0: any free port)")
     return value
 
 
@@ -345,7 +367,7 @@ def cmd_traces_list(args: argparse.Namespace) -> int:
         _out("No traces match." if (ids or args.filter) else f"No traces in {backend.uri}.")
         return 0
     rows = [
-        [_short_id(i.trace_id), _when(i.request_time, short=_width() < 100),
+        [_short_id(i.trace_id), _when(i.request_time, short=_width() < 120),
          _safe(i.experiment_name or i.experiment_id), _safe(i.name or "–"), str(i.state),
          _duration_ms(i.execution_duration), _safe((i.request_preview or "")[:2000])]
         for i in (t.info for t in traces)
@@ -355,7 +377,7 @@ def cmd_traces_list(args: argparse.Namespace) -> int:
         return _paint(cell, raw) if col == 4 else cell
 
     for line in _table(["trace", "time", "experiment", "name", "status", "duration", "request"],
-                       rows, flex=(2, 3, 6), right=(5,), paint=paint):
+                       rows, flex=(2, 3, 6), right=(5,), paint=paint, shrink_first=(6,)):
         _out(line)
     if len(traces) == args.limit:
         _out(f"(first {args.limit}; --limit N for more, `{PROG} traces show ID` for one)")
@@ -832,7 +854,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         import uvicorn  # noqa: F401  (the server runs it; fail here with the fix)
     except ImportError as exc:
         raise CliError(f"the demo needs httpx, uvicorn and FastAPI ({exc.name} is missing): "
-                       "pip install 'routetrace[all]' fastapi") from None
+                       "pip install 'routetrace[demo]'") from None
     examples = Path(args.examples) if args.examples else _examples_dir()
     app_file = examples / "fastapi_app.py"
     config = examples / "routetrace.toml"
@@ -928,10 +950,29 @@ def _demo_summary(args: argparse.Namespace, store: str, start_ms: int) -> int:
         _out("  " + line)
     default = Path("./mlruns").absolute()
     uri_flag = "" if Path(store) == default else f" --tracking-uri {store}"
+    command = _self_command()
     _out("")
-    _out(f"Look at them:  {PROG}{uri_flag} ui      (then open http://127.0.0.1:5050)")
-    _out(f"           or: {PROG}{uri_flag} traces list")
+    _out(f"Look at them:  {command}{uri_flag} ui      (then open http://127.0.0.1:5050)")
+    _out(f"           or: {command}{uri_flag} traces list")
     return 0
+
+
+def _self_command() -> str:
+    """How the user can run this same command line again from here.
+
+    After ``make demo`` the console script sits in ``.venv/bin``, which is not on PATH: print
+    its path then, and the bare name only when PATH finds this very script.
+    """
+    script = Path(sys.executable).parent / PROG
+    if not script.is_file():
+        return f"{sys.executable} -m routetrace.cli"
+    found = shutil.which(PROG)
+    if found and Path(found).resolve() == script.resolve():
+        return PROG
+    try:
+        return str(script.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 # -- the parser ----------------------------------------------------------------------------------
@@ -970,7 +1011,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_traces_delete)
 
     e = sub.add_parser("experiments", help="experiments and their trace counts")
-    esub = e.add_subparsers(dest="action", metavar="ACTION", required=True)
+    e.set_defaults(func=cmd_experiments_list, json=False)  # `list` is the one action
+    esub = e.add_subparsers(dest="action", metavar="ACTION")
     el = esub.add_parser("list", help="experiments with trace and error counts")
     el.add_argument("--json", action="store_true")
     el.set_defaults(func=cmd_experiments_list)
@@ -1001,7 +1043,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_spool_replay)
 
     u = sub.add_parser("ui", help="the web viewer")
-    u.add_argument("--port", type=int, default=5050, help="default 5050 (0: any free port)")
+    u.add_argument("--port", type=_port, default=5050, help="default 5050 (0: any free port)")
     u.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
     u.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --host (the viewer shows request data, no login)")

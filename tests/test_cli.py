@@ -68,6 +68,23 @@ def test_list_is_a_table_newest_first_that_fits_the_terminal(capsys, filled, mon
     assert len(lines) == 1 + 8
 
 
+def test_list_gives_the_name_room_before_the_request_preview(capsys, filled, store,
+                                                            monkeypatch):
+    name = "GET /api/v1/users/{user_id}"
+    exp = store.resolve_experiment(Experiment(name="math-agent"))
+    store.write_traces(exp, [make_trace(
+        99, exp.experiment_id, name, int(time.time() * 1000),
+        [(name, "UNKNOWN", None, 0, 5, "OK")], request_preview='{"page": 1}' * 20)])
+    monkeypatch.setenv("COLUMNS", "100")
+    code, out, err = run(capsys, "traces", "list", "-n", "3")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert all(len(line) <= 100 for line in lines), out
+    assert name in lines[1]  # whole, while the preview is cut
+    assert '{"page": 1}' * 20 not in lines[1]
+    assert lines[1].rstrip().endswith("…")
+
+
 def test_list_json_by_experiment_and_filter(capsys, filled):
     code, out, _ = run(capsys, "traces", "list", "--experiment", "chat-agent", "--json")
     assert code == 0
@@ -241,6 +258,13 @@ def test_experiments_list(capsys, filled):
     assert {e["name"] for e in json.loads(out)} >= {"math-agent", "chat-agent"}
 
 
+def test_experiments_alone_lists_them(capsys, filled):
+    code, out, err = run(capsys, "experiments")
+    assert code == 0, err
+    assert out == run(capsys, "experiments", "list")[1]
+    assert "math-agent" in out
+
+
 def test_stats_counts_store_spool_and_experiments(capsys, filled, store, tracer):
     exp = store.resolve_experiment(Experiment(name="math-agent"))
     extra = make_trace(50, exp.experiment_id, "late", int(time.time() * 1000),
@@ -320,6 +344,18 @@ def test_ui_refuses_a_public_host_without_allow_remote(capsys):
     assert "request data" in line
 
 
+@pytest.mark.parametrize(("port", "message"), [
+    pytest.param("99999", "argument --port: 99999 is not a port: use 0-65535", id="too big"),
+    pytest.param("-1", "argument --port: -1 is not a port: use 0-65535", id="negative"),
+    pytest.param("http", "argument --port: 'http' is not a port number", id="not a number"),
+])
+def test_ui_bad_port_is_one_usage_line(capsys, port, message):
+    code, out, err = run(capsys, "ui", "--port", port)
+    assert code == 2
+    assert out == ""
+    assert message in one_line_error(err)
+
+
 # -- errors and the console script -------------------------------------------------------------
 @pytest.mark.parametrize("argv", [["traces", "frob"], [], ["traces", "list", "--limit", "x"],
                                   ["traces", "delete"]])
@@ -397,6 +433,27 @@ def test_demo(capsys, tmp_path):
                        "--limit", "100")
     rows = json.loads(out)
     assert any(r["state"] == "ERROR" for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_demo_ends_with_a_command_that_runs_without_the_venv_on_path(tmp_path):
+    """As after `make demo`: the console script is in .venv/bin, which is not on PATH."""
+    if not (EXAMPLES / "fastapi_app.py").exists():
+        pytest.skip("examples/fastapi_app.py is not there")
+    script = _script()
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": str(tmp_path / "s")}
+    env.pop("VIRTUAL_ENV", None)
+    proc = subprocess.run([str(script), "demo"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=110)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    last = [line for line in proc.stdout.splitlines() if line.strip()][-1]
+    command = last.split("or:", 1)[1].split()
+    assert command[-2:] == ["traces", "list"]
+    shown = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "POST /math/{op}" in shown.stdout
 
 
 def test_stats_reports_snapshots_still_to_build(capsys, tracer, monkeypatch):

@@ -37,7 +37,7 @@ __all__ = ["ROUTE_KEYS", "TOP_LEVEL_KEYS", "ConfigError", "from_mapping", "load"
 
 TOP_LEVEL_KEYS = (
     "experiment", "service_name", "capture_headers", "redact_headers", "redact_query",
-    "capture_body", "trace_id_header", "exclude", "routes",
+    "capture_body", "trace_id_header", "exclude", "framework_spans", "routes",
 )
 ROUTE_KEYS = (
     "path", "methods", "experiment", "enabled", "sample_rate", "capture_body",
@@ -257,6 +257,7 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "<mapping>",
         v.pattern(p, ("exclude", i))
         for i, p in enumerate(v.strings(data.get("exclude", []), ("exclude",)))
     )
+    framework_spans = v.boolean(data.get("framework_spans", False), ("framework_spans",))
     routes = data.get("routes", [])
     if not isinstance(routes, list):
         raise v.error(("routes",), "must be an array of tables: write each rule as [[routes]]")
@@ -270,7 +271,7 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "<mapping>",
         rules=tuple(rules), exclude=exclude, default_experiment=default_experiment,
         service_name=service_name, capture_headers=capture_headers,
         redact_headers=redact_headers, redact_query=redact_query, capture_body=capture_body,
-        trace_id_header=trace_id_header, source=source,
+        trace_id_header=trace_id_header, source=source, framework_spans=framework_spans,
     )
 
 
@@ -342,7 +343,7 @@ def load_file(path: str | os.PathLike[str]) -> RouteTable:
     try:
         raw = Path(file).read_bytes()
     except FileNotFoundError:
-        raise ConfigError("no such file", file=file) from None
+        raise ConfigError(_missing(file), file=file) from None
     except OSError as exc:
         raise ConfigError(f"cannot read it: {exc.strerror or exc}", file=file) from None
     try:
@@ -363,6 +364,14 @@ def load_file(path: str | os.PathLike[str]) -> RouteTable:
                             _lines=_LineIndex(text, ("tool", "routetrace")),
                             _prefix="tool.routetrace")
     return from_mapping(data, source=file, _lines=_LineIndex(text))
+
+
+def _missing(file: str) -> str:
+    """Say where a file was looked for: a relative path depends on the server's directory."""
+    if os.path.isabs(file):
+        return "no such file"
+    return (f"no such file in {Path(file).absolute().parent} (a relative path is read from "
+            "the working directory: start the server there, or give an absolute path)")
 
 
 def _pyproject_has_table(path: Path) -> bool:
@@ -390,8 +399,8 @@ def load(config: RouteTable | Mapping[str, Any] | str | os.PathLike[str] | None 
         try:
             return load_file(explicit)
         except ConfigError as exc:
-            if exc.problem == "no such file":
-                raise ConfigError("no such file (named by ROUTETRACE_CONFIG)",
+            if exc.problem.startswith("no such file"):
+                raise ConfigError(f"{exc.problem} (named by ROUTETRACE_CONFIG)",
                                   file=exc.file) from None
             raise
     base = Path(cwd) if cwd is not None else Path.cwd()

@@ -137,6 +137,7 @@ class RouteTable:
         "default_experiment",
         "default_rule",
         "exclude",
+        "framework_spans",
         "redact_headers",
         "redact_query",
         "rules",
@@ -158,6 +159,7 @@ class RouteTable:
         capture_body: int = 0,
         trace_id_header: str = "x-trace-id",
         source: str = "<defaults>",
+        framework_spans: bool = False,
     ) -> None:
         self.rules = tuple(rules)
         self.exclude = tuple(exclude)
@@ -169,6 +171,9 @@ class RouteTable:
         self.capture_body = capture_body
         self.trace_id_header = trace_id_header
         self.source = source
+        # FastAPI's own telemetry spans (scope ``fastapi``): left out by default, as MLflow's
+        # trace of the same handler has only the user's spans.
+        self.framework_spans = framework_spans
         self.default_rule = Rule(
             pattern="", capture_body=capture_body, capture_headers=capture_headers
         )
