@@ -624,8 +624,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     export = export_summaries(tracer.spool_dir())
     experiments = [] if missing else [r for r in _summaries(backend) if r.get("traces") != 0]
-    if not missing and "traces_to_build" in store:  # the listing built them: any failed?
-        store["traces_failed_to_build"] = backend.stats().get("traces_failed_to_build", 0)
     if args.json:
         _out(_json_text({"store": store, "spool": spool, "export": export,
                          "experiments": experiments}))
@@ -638,12 +636,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
             _out(f"  file      {store['path']}")
         _out(f"  size      {_human_bytes(store.get('bytes'))}")
         _out(f"  traces    {store.get('traces', '–')}")
-        if store.get("traces_to_build"):
-            _out(f"  of which  {store['traces_to_build']} stored as snapshots, built on first "
-                 "read (this command's listing below builds them)")
-        if store.get("traces_failed_to_build"):
-            _out(f"  lost      {store['traces_failed_to_build']} stored but could not be built "
-                 "(the log of the process that built them says why)")
     _out(f"spool       {spool['dir']}")
     _out(f"  waiting   {spool['files']} file(s), {spool['traces']} trace(s), "
          f"{_human_bytes(spool['bytes'])}"
