@@ -375,12 +375,14 @@ class LocalStore(Backend):
         )
 
     # -- writing ------------------------------------------------------------------------
-    def write_traces(self, experiment: ExperimentInfo, traces: list[Trace]) -> None:
-        self.write_records(experiment, traces)
-
-    @_locked
     def write_records(self, experiment: ExperimentInfo,
                       records: list[TraceRecord] | list[Trace]) -> None:
+        self.write_traces(experiment, records)  # records are stored as they are
+
+    @_locked
+    def write_traces(self, experiment: ExperimentInfo,  # type: ignore[override]
+                     records: list[TraceRecord] | list[Trace]) -> None:
+        """Store traces, either built by the export worker or read back (a spool, a push)."""
         if not records:
             return
         conn = self._conn()
