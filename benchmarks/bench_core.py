@@ -39,10 +39,9 @@ def main() -> dict[str, Any]:
     os.environ["ROUTETRACE_SIGNAL_HANDLERS"] = "false"
     import routetrace
     from routetrace.backends.local import LocalStore
-    from routetrace.tracing import snapshot
     from routetrace.tracing import tracer as tracer_mod
     from routetrace.tracing.batch_logger import write_now
-    from routetrace.tracing.build import build_trace
+    from routetrace.tracing.build import record_trace
     from routetrace.tracing.destination import Experiment
 
     tracer = tracer_mod.reset()
@@ -90,9 +89,8 @@ def main() -> dict[str, Any]:
     assert routetrace.flush(120)
     results["flush_seconds_after_n"] = time.perf_counter() - flush_started
 
-    # 3. Local store write throughput, batches of 500 small traces: built and written (the
-    # path with span processors, and what a first read does with snapshots), and snapshotted
-    # and written (what the export worker does for the local store).
+    # 3. Local store write throughput, batches of 500 small traces: built once and written in
+    # their final form (what the export worker does for the local store).
     def small_traces() -> list:
         live = []
         logger.put = live.append  # collect finished traces without writing them
@@ -104,8 +102,7 @@ def main() -> dict[str, Any]:
         return live
 
     destination = Experiment(name="throughput")
-    for key, prepare in (("local_store_traces_per_s", lambda t: build_trace(t, ())),
-                         ("local_store_snapshots_per_s", snapshot.take)):
+    for key, prepare in (("local_store_traces_per_s", lambda t: record_trace(t, ())),):
         store = LocalStore(os.path.join(tmp, key, "routetrace.sqlite"))
         live = small_traces()
         started = time.perf_counter()

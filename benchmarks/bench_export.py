@@ -58,7 +58,7 @@ def throughput(n: int = 50_000) -> dict[str, Any]:
     assert routetrace.flush(300)
     seconds = time.perf_counter() - started
     stats = routetrace.get_export_stats()
-    # The local store keeps snapshots; building them into trace rows happens on first read.
+    # Anything a store left for its first read (nothing, now) is timed here.
     store = get_tracer().backend
     to_build = int(store.stats().get("traces_to_build", 0))
     started = time.perf_counter()

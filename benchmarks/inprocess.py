@@ -107,7 +107,7 @@ def run(config: str, n: int, workdir: Path, warm: int = 1000) -> dict[str, Any]:
     if config == "routetrace":
         from routetrace.tracing.tracer import get_tracer
 
-        out["left_to_build"] = int(get_tracer().backend.stats()["traces_to_build"])
+        out["left_to_build"] = int(get_tracer().backend.stats().get("traces_to_build", 0))
     return out
 
 

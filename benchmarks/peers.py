@@ -174,9 +174,8 @@ def _routetrace(app: Any, workdir: Path, local: bool) -> Setup:
     })
 
     def final() -> None:
-        # The local store keeps each batch as snapshots and builds them into trace rows on
-        # the first read: a read here, so that every trace is in the form search_traces
-        # and `routetrace traces list` answer from, inside the measured CPU.
+        # A read, inside the measured CPU: whatever a store left for its first read to do
+        # before search_traces and `routetrace traces list` can answer is counted.
         routetrace.search_traces(max_results=1)
 
     name = "routetrace" if local else os.environ["BENCH_CONFIG"]

@@ -200,10 +200,10 @@ def tables(r: dict[str, Any]) -> dict[str, str]:
         rows = ["| figure | value |", "|---|---:|"]
         if "throughput" in exp:
             t = exp["throughput"]
-            rows.append(f"| local store, request traces: export (snapshot + write) | "
+            rows.append(f"| local store, request traces: export (build + write) | "
                         f"{t['traces_per_s']:,.0f} traces/s ({t['written']:,} written) |")
             if t.get("build_per_s"):
-                rows.append(f"| … building those snapshots into trace rows (first read) | "
+                rows.append(f"| … left for the first read to build | "
                             f"{t['build_per_s']:,.0f} traces/s ({t['built_on_read']:,}) |")
         if "shutdown" in exp:
             s = exp["shutdown"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from routetrace.tracing.build import TraceRecord, to_trace
 from routetrace.tracing.destination import Experiment
 from routetrace.tracing.model import Trace
 
@@ -67,8 +68,6 @@ class Backend(abc.ABC):
     uri: str
     #: How many export workers may write to it at once (SQLite: one writer is fastest).
     max_concurrency: int = 1
-    #: True when write_traces also takes snapshots (routetrace.tracing.snapshot) to build later.
-    accepts_snapshots: bool = False
     #: Where batches that could not be written are kept for replay.
     spool_dir: Path
 
@@ -79,6 +78,24 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def write_traces(self, experiment: ExperimentInfo, traces: list[Trace]) -> None:
         """Write a batch of traces of one experiment; idempotent per trace id."""
+
+    def write_records(self, experiment: ExperimentInfo,
+                      records: list[TraceRecord] | list[Trace]) -> None:
+        """Write what the export worker built (:func:`~routetrace.tracing.build.record_trace`).
+
+        A backend that can store a record as it is (the local store) overrides this; the
+        others get :class:`Trace` objects, stamped with the experiment.
+        """
+        traces = []
+        for item in records:
+            if item.__class__ is TraceRecord:
+                traces.append(to_trace(item, experiment.experiment_id,  # type: ignore[arg-type]
+                                       experiment.name))
+            else:
+                item.info.experiment_id = experiment.experiment_id  # type: ignore[union-attr]
+                item.info.experiment_name = experiment.name  # type: ignore[union-attr]
+                traces.append(item)
+        self.write_traces(experiment, traces)
 
     def search_traces(
         self,

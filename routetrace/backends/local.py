@@ -6,10 +6,13 @@ ids are primary keys, so writing a trace twice (a spool replayed after a crash) 
 two halves of one distributed trace (the same ``traceparent`` continued by two requests) are
 merged span by span.
 
-The export worker hands over batches of snapshots (:mod:`routetrace.tracing.snapshot`):
-each batch is one row of ``pending_batches``, a few microseconds a trace. They become
-trace rows when the store is next read (any process: the CLI, the viewer, ``search_traces``)
-or when the writing process is idle (:meth:`LocalStore.compact`), whichever comes first.
+The export worker hands over each trace built once (a
+:class:`~routetrace.tracing.build.TraceRecord`) and it is stored in its final form: one row
+of ``traces`` with the columns searches and listings read, plus a row per tag and metadata
+entry. The spans, read only when a person opens a trace, are one JSON text per trace (a list
+of arrays, inputs and outputs kept as the JSON text they were recorded as), encoded once on
+the way in and decoded only by :meth:`LocalStore.get_trace` or a search that asks for spans.
+Reading shows what was stored; it never builds anything.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -31,18 +35,18 @@ from routetrace.backends.base import (
     ExperimentInfo,
     check_delete_arguments,
     check_max_results,
-    check_positive_int,
 )
-from routetrace.tracing.build import build_trace
+from routetrace.tracing.build import (
+    NAME_TAG,
+    SCHEMA_KEY,
+    SCHEMA_VERSION,
+    SpanRecord,
+    TraceRecord,
+    to_span,
+    to_trace,
+)
 from routetrace.tracing.destination import Experiment
-from routetrace.tracing.model import (
-    Span,
-    Trace,
-    TraceData,
-    TraceInfo,
-    parse_trace_id,
-)
-from routetrace.tracing.snapshot import Snapshot, decode_batch, encode_batch
+from routetrace.tracing.model import Trace, TraceData, TraceInfo, parse_trace_id
 
 __all__ = ["LocalStore"]
 
@@ -51,8 +55,9 @@ log = logging.getLogger("routetrace")
 DB_FILENAME = "routetrace.sqlite"
 _BUSY_TIMEOUT_MS = 30_000
 _CHUNK = 500
-_MATERIALIZE_CHUNK = 2000  # traces per transaction when building pending batches
-_MATERIALIZE_BATCHES = 64
+# PRAGMA user_version of a store this version writes: the layout of the ``spans`` column.
+# A store of another layout is refused with a message (see ``_check_format``).
+STORE_FORMAT = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -97,32 +102,12 @@ CREATE TABLE IF NOT EXISTS trace_metadata (
     value TEXT,
     PRIMARY KEY (trace_id, key)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS pending_batches (
-    batch_id INTEGER PRIMARY KEY,
-    experiment_id INTEGER NOT NULL,
-    trace_count INTEGER NOT NULL,
-    payload BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS store_counters (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-) WITHOUT ROWID;
 """
-# Traces whose snapshot was read but could not be built: counted here, in the store, so
-# that ``stats()`` in any process (the CLI's, the viewer's) reports them.
-_FAILED_TO_BUILD = "traces_failed_to_build"
-
-_NAME_TAG = "mlflow.traceName"
-_SCHEMA_KEY = "mlflow.trace_schema.version"
-_SCHEMA_VERSION = "3"
 
 _INSERT_TRACE = (
     "INSERT INTO traces (trace_id, experiment_id, name, request_time, execution_duration, "
     "state, request_preview, response_preview, run_id, span_count, spans) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_PENDING = (
-    "INSERT INTO pending_batches (experiment_id, trace_count, payload) VALUES (?, ?, ?)"
 )
 _TRACE_COLUMNS = (
     "t.trace_id, t.experiment_id, e.name, t.request_time, t.execution_duration, t.state, "
@@ -157,7 +142,6 @@ def _locked(method):  # type: ignore[no-untyped-def]
 
 class LocalStore(Backend):
     max_concurrency = 1
-    accepts_snapshots = True
 
     def __init__(self, db_path: str | os.PathLike[str], *, uri: str | None = None) -> None:
         self.db_path = Path(db_path).expanduser().absolute()
@@ -175,7 +159,6 @@ class LocalStore(Backend):
         # bookkeeping are copied into a forked child, so a fork while another thread is
         # inside SQLite (opening, reading, writing) would leave the child stuck forever.
         self._sqlite_lock = threading.RLock()
-        self._unreadable_below = 0  # pending batches up to this id could not be read
 
     @classmethod
     def from_uri(cls, uri: str) -> LocalStore:
@@ -234,6 +217,7 @@ class LocalStore(Backend):
                         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                             conn.execute("PRAGMA journal_mode = WAL")
                         conn.execute("BEGIN IMMEDIATE")
+                        self._check_format(conn)
                         conn.executescript(_SCHEMA.replace("\n;", ";"))  # commits
                         break
                     except sqlite3.OperationalError as exc:
@@ -242,10 +226,35 @@ class LocalStore(Backend):
                         if "locked" not in str(exc) or attempt == 49:
                             raise
                         time.sleep(0.05)
+                    except BackendError:
+                        conn.close()
+                        raise
                 conn.close()
             except (sqlite3.Error, OSError) as exc:
                 raise BackendError(f"cannot open the local store {self.db_path}: {exc}") from exc
             self._initialised = True
+
+    def _check_format(self, conn: sqlite3.Connection) -> None:
+        """Stamp a new store with this version's format; refuse a store of another one.
+
+        Only development versions of routetrace wrote other formats (none was released), so
+        there is nothing to convert: the message says to move the file away.
+        """
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == STORE_FORMAT:
+            return
+        has_traces = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'traces'").fetchone()
+        if version == 0 and not has_traces:
+            conn.execute(f"PRAGMA user_version = {STORE_FORMAT}")
+            return
+        conn.execute("ROLLBACK")
+        raise BackendError(
+            f"the local store {self.db_path} was written by a development version of "
+            f"routetrace in store format {version}, which this version (format "
+            f"{STORE_FORMAT}) cannot read: move or delete that file (and its -wal and -shm "
+            "files) and routetrace creates a new store there", retryable=False,
+        )
 
     def before_fork(self) -> None:
         self._sqlite_lock.acquire()
@@ -332,7 +341,7 @@ class LocalStore(Backend):
     @_locked
     def experiment_summaries(self) -> list[dict[str, Any]]:
         """Experiments with their trace counts, errors and last trace time (CLI, viewer)."""
-        rows = self._read_conn().execute(
+        rows = self._conn().execute(
             "SELECT e.experiment_id, e.name, COUNT(t.trace_id), "
             "SUM(CASE WHEN t.state = 'ERROR' THEN 1 ELSE 0 END), MAX(t.request_time) "
             "FROM experiments e LEFT JOIN traces t ON t.experiment_id = e.experiment_id "
@@ -366,29 +375,30 @@ class LocalStore(Backend):
         )
 
     # -- writing ------------------------------------------------------------------------
+    def write_records(self, experiment: ExperimentInfo,
+                      records: list[TraceRecord] | list[Trace]) -> None:
+        self.write_traces(experiment, records)  # records are stored as they are
+
     @_locked
-    def write_traces(self, experiment: ExperimentInfo,
-                     traces: list[Trace] | list[Trace | Snapshot]) -> None:
-        if not traces:
+    def write_traces(self, experiment: ExperimentInfo,  # type: ignore[override]
+                     records: list[TraceRecord] | list[Trace]) -> None:
+        """Store traces, either built by the export worker or read back (a spool, a push)."""
+        if not records:
             return
         conn = self._conn()
         exp_id = int(experiment.experiment_id)
-        snapshots = [t for t in traces if t.__class__ is Snapshot]
-        built = [t for t in traces if t.__class__ is not Snapshot] if snapshots else traces
         try:
-            payload = encode_batch(snapshots) if snapshots else None  # type: ignore[arg-type]
-            if not built:
-                # One statement, its own transaction: the export worker releases the GIL
-                # once per batch, not three times (each time it may wait for the request
-                # path's thread up to the interpreter's switch interval, 5 ms, to get it back).
-                conn.execute(_INSERT_PENDING, (exp_id, len(snapshots), payload))
-                return
+            by_id: dict[str, TraceRecord] = {}
+            for item in records:
+                record = item if item.__class__ is TraceRecord else _record_of(item)  # type: ignore[arg-type]
+                tid = record.trace_id  # type: ignore[union-attr]
+                if tid in by_id:
+                    record = _record_of(_merge(to_trace(by_id[tid]), to_trace(record)))  # type: ignore[arg-type]
+                by_id[tid] = record  # type: ignore[assignment]
+            rows = _rows(exp_id, by_id.values())
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if built:
-                    self._write(conn, exp_id, built)  # type: ignore[arg-type]
-                if payload is not None:
-                    conn.execute(_INSERT_PENDING, (exp_id, len(snapshots), payload))
+                self._write(conn, exp_id, by_id, rows)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -400,148 +410,25 @@ class LocalStore(Backend):
         except sqlite3.Error as exc:
             raise BackendError(f"local store {self.db_path}: {exc}") from exc
 
-    def _write(self, conn: sqlite3.Connection, exp_id: int, traces: list[Trace]) -> None:
-        by_id: dict[str, Trace] = {}
-        for trace in traces:
-            tid = trace.info.trace_id
-            by_id[tid] = _merge(by_id[tid], trace) if tid in by_id else trace
-        rows = self._rows(exp_id, by_id)
+    def _write(self, conn: sqlite3.Connection, exp_id: int, by_id: dict[str, TraceRecord],
+               rows: tuple[list, list, list]) -> None:
         before = conn.total_changes
         conn.executemany(_INSERT_TRACE + " ON CONFLICT (trace_id) DO NOTHING", rows[0])
         if conn.total_changes - before < len(rows[0]):
             # Rare: some trace ids are stored already (a replay, or the other half of a
             # distributed trace). Merge those span by span and rewrite them.
-            for tid in [r[0] for r in rows[0]]:
+            for tid in by_id:
                 existing = self._load(conn, tid)
                 if existing is None:
                     continue
-                merged = _merge(existing, by_id[tid])
+                merged = _merge(existing, to_trace(by_id[tid]))
                 if merged.data.spans != existing.data.spans or merged.info != existing.info:
                     conn.execute("DELETE FROM traces WHERE trace_id = ?", (tid,))
-                    conn.executemany(_INSERT_TRACE, self._rows(exp_id, {tid: merged})[0])
+                    conn.executemany(_INSERT_TRACE, _rows(exp_id, [_record_of(merged)])[0])
         if rows[1]:
             conn.executemany("INSERT OR REPLACE INTO trace_tags VALUES (?, ?, ?)", rows[1])
         if rows[2]:
             conn.executemany("INSERT OR REPLACE INTO trace_metadata VALUES (?, ?, ?)", rows[2])
-
-    @staticmethod
-    def _rows(exp_id: int, by_id: dict[str, Trace]) -> tuple[list, list, list]:
-        trace_rows = []
-        tag_rows = []
-        meta_rows = []
-        for tid, trace in by_id.items():
-            info = trace.info
-            spans = trace.data.spans
-            trace_rows.append(
-                (
-                    tid, exp_id, info.tags.get("mlflow.traceName"), info.request_time,
-                    info.execution_duration, str(info.state), info.request_preview,
-                    info.response_preview, info.trace_metadata.get("mlflow.sourceRun"),
-                    len(spans),
-                    "[" + ",".join(s.to_json() for s in spans) + "]",
-                )
-            )
-            # The name and the schema version live in columns / are constant: no rows for them
-            # (one trace then costs one row, which is most of the store's write throughput).
-            tag_rows.extend((tid, k, v) for k, v in info.tags.items() if k != _NAME_TAG)
-            meta_rows.extend(
-                (tid, k, v) for k, v in info.trace_metadata.items()
-                if not (k == _SCHEMA_KEY and v == _SCHEMA_VERSION)
-            )
-        return trace_rows, tag_rows, meta_rows
-
-    # -- building pending snapshots ---------------------------------------------------
-    def _materialize(self, conn: sqlite3.Connection, limit: int | None = None) -> bool:
-        """Build pending snapshot batches into trace rows, oldest first; True if any remain.
-
-        Each step is its own transaction of up to ``_MATERIALIZE_CHUNK`` traces, so a
-        reader catching up on a large backlog never holds the write lock for long.
-        """
-        done = 0
-        chunk = _MATERIALIZE_CHUNK if limit is None else min(limit, _MATERIALIZE_CHUNK)
-        while limit is None or done < limit:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise BackendError(f"local store {self.db_path}: {exc}") from exc
-            try:
-                rows = conn.execute(
-                    "SELECT batch_id, experiment_id, trace_count, payload FROM pending_batches "
-                    "WHERE batch_id > ? ORDER BY batch_id LIMIT ?",
-                    (self._unreadable_below, _MATERIALIZE_BATCHES),
-                ).fetchall()
-                if not rows:
-                    conn.execute("COMMIT")
-                    return False
-                count = 0
-                for batch_id, exp_id, trace_count, payload in rows:
-                    if count and count + trace_count > chunk:
-                        break
-                    built = self._build_batch(batch_id, exp_id, payload)
-                    if built is None:  # unreadable: left in place, skipped from now on
-                        self._unreadable_below = max(self._unreadable_below, batch_id)
-                        continue
-                    traces, failed = built
-                    if traces:
-                        self._write(conn, exp_id, traces)
-                    if failed:
-                        conn.execute(
-                            "INSERT INTO store_counters (name, value) VALUES (?, ?) "
-                            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-                            (_FAILED_TO_BUILD, failed))
-                    conn.execute("DELETE FROM pending_batches WHERE batch_id = ?", (batch_id,))
-                    count += trace_count
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            done += max(count, 1)
-        return True
-
-    def _build_batch(self, batch_id: int, exp_id: int, payload: bytes
-                     ) -> tuple[list[Trace], int] | None:
-        """The batch's traces and how many of them failed to build; None if unreadable."""
-        try:
-            lives = decode_batch(payload, Experiment(experiment_id=str(exp_id)))
-        except Exception as exc:
-            log.warning("routetrace: pending batch %d of %s cannot be read (%s); left in "
-                        "place", batch_id, self.db_path, exc)
-            return None
-        out = []
-        failed = 0
-        for live in lives:
-            try:
-                out.append(build_trace(live, ()))
-            except Exception:
-                failed += 1
-                log.warning("routetrace: could not build trace %032x from %s; dropped it "
-                            "(counted in the store's stats as %s)", live.trace_id,
-                            self.db_path, _FAILED_TO_BUILD, exc_info=True)
-        return out, failed
-
-    @_locked
-    def compact(self, max_traces: int = _MATERIALIZE_CHUNK) -> bool:
-        """Build up to about ``max_traces`` pending traces; True if more are waiting.
-
-        The export worker calls this when its process has been idle for a while.
-        """
-        check_positive_int("max_traces", max_traces)
-        try:
-            return self._materialize(self._conn(), max_traces)
-        except sqlite3.Error as exc:
-            raise BackendError(f"local store {self.db_path}: {exc}") from exc
-
-    def _read_conn(self) -> sqlite3.Connection:
-        """The connection, with every pending batch built: what reads see is complete."""
-        conn = self._conn()
-        try:
-            self._materialize(conn)
-        except (sqlite3.Error, BackendError) as exc:
-            # A read-only store, say: answer from what is built, and say what is missing.
-            log.warning("routetrace: could not build the pending traces of %s (%s); "
-                        "reading the built ones only", self.db_path, exc)
-        return conn
 
     # -- reading ------------------------------------------------------------------------
     def _load(self, conn: sqlite3.Connection, trace_id: str) -> Trace | None:
@@ -557,7 +444,7 @@ class LocalStore(Backend):
     @_locked
     def get_trace(self, trace_id: str) -> Trace | None:
         try:
-            return self._load(self._read_conn(), parse_trace_id(trace_id))
+            return self._load(self._conn(), parse_trace_id(trace_id))
         except sqlite3.Error as exc:
             raise BackendError(f"local store {self.db_path}: {exc}") from exc
 
@@ -594,7 +481,7 @@ class LocalStore(Backend):
             + f" ORDER BY {order} LIMIT ? OFFSET ?"
         )
         params.extend([max_results, max(0, int(offset))])
-        conn = self._read_conn()
+        conn = self._conn()
         try:
             rows = conn.execute(sql, params).fetchall()
             return self._rows_to_traces(conn, rows, include_spans=include_spans)
@@ -612,7 +499,7 @@ class LocalStore(Backend):
         sql = "SELECT COUNT(*) FROM traces t" + (
             f" WHERE {' AND '.join(conditions)}" if conditions else ""
         )
-        return int(self._read_conn().execute(sql, params).fetchone()[0])
+        return int(self._conn().execute(sql, params).fetchone()[0])
 
     def _rows_to_traces(
         self, conn: sqlite3.Connection, rows: list[tuple], *, include_spans: bool
@@ -620,9 +507,9 @@ class LocalStore(Backend):
         if not rows:
             return []
         ids = [r[0] for r in rows]
-        tags: dict[str, dict[str, str]] = {r[0]: {_NAME_TAG: r[10]} if r[10] is not None else {}
+        tags: dict[str, dict[str, str]] = {r[0]: {NAME_TAG: r[10]} if r[10] is not None else {}
                                            for r in rows}
-        meta: dict[str, dict[str, str]] = {i: {_SCHEMA_KEY: _SCHEMA_VERSION} for i in ids}
+        meta: dict[str, dict[str, str]] = {i: {SCHEMA_KEY: SCHEMA_VERSION} for i in ids}
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -643,7 +530,8 @@ class LocalStore(Backend):
                 request_preview=r[6], response_preview=r[7], tags=tags[r[0]],
                 trace_metadata=meta[r[0]],
             )
-            spans = [Span.from_dict(d) for d in json.loads(r[11])] if include_spans else []
+            # The spans are decoded only when asked for: a listing never pays for them.
+            spans = [to_span(r[0], s) for s in json.loads(r[11])] if include_spans else []
             out.append(Trace(info, TraceData(spans)))
         return out
 
@@ -659,7 +547,7 @@ class LocalStore(Backend):
     ) -> int:
         check_delete_arguments(max_timestamp_millis, max_traces, trace_ids)
         exp = int(experiment_id)
-        return self._delete(self._read_conn(), exp, max_timestamp_millis, max_traces, trace_ids)
+        return self._delete(self._conn(), exp, max_timestamp_millis, max_traces, trace_ids)
 
     def _delete(self, conn: sqlite3.Connection, exp: int, max_timestamp_millis: int | None,
                 max_traces: int | None, trace_ids: list[str] | None) -> int:
@@ -706,17 +594,11 @@ class LocalStore(Backend):
     def stats(self) -> dict[str, Any]:
         conn = self._conn()
         traces = conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
-        pending = conn.execute(
-            "SELECT COALESCE(SUM(trace_count), 0) FROM pending_batches").fetchone()[0]
         size = sum(
             p.stat().st_size for p in self.db_path.parent.glob(self.db_path.name + "*")
             if p.is_file()
         )
-        row = conn.execute("SELECT value FROM store_counters WHERE name = ?",
-                           (_FAILED_TO_BUILD,)).fetchone()
-        return {"backend": "local", "path": str(self.db_path), "traces": traces + pending,
-                "traces_to_build": pending, _FAILED_TO_BUILD: row[0] if row else 0,
-                "bytes": size}
+        return {"backend": "local", "path": str(self.db_path), "traces": traces, "bytes": size}
 
 
 def _merge(old: Trace, new: Trace) -> Trace:
@@ -736,3 +618,48 @@ def _merge(old: Trace, new: Trace) -> Trace:
     info.tags = {**new.info.tags, **old.info.tags}
     info.trace_metadata = {**new.info.trace_metadata, **old.info.trace_metadata}
     return Trace(info, TraceData(merged_spans))
+
+
+# One shared encoder: json.dumps(**kw) builds one per call. ASCII-safe text in, as the
+# worker's build cleans every string; ``default`` only for values a processor set oddly.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str,
+                           check_circular=False).encode
+
+
+def _rows(exp_id: int, records: Iterable[TraceRecord]) -> tuple[list, list, list]:
+    """The rows of ``traces``, ``trace_tags`` and ``trace_metadata`` for ``records``: one
+    JSON encode a trace (its spans)."""
+    trace_rows = []
+    tag_rows = []
+    meta_rows = []
+    for (tid, _, name, request_time, duration, state, request_preview, response_preview,
+         run_id, tags, metadata, spans) in records:
+        trace_rows.append((tid, exp_id, name, request_time, duration, state, request_preview,
+                           response_preview, run_id, len(spans), _encode(spans)))
+        if tags:
+            tag_rows.extend((tid, k, v) for k, v in tags.items())
+        if metadata:
+            meta_rows.extend((tid, k, v) for k, v in metadata.items())
+    return trace_rows, tag_rows, meta_rows
+
+
+def _record_of(trace: Trace) -> TraceRecord:
+    """A trace read back or replayed from a spool, as the worker would have built it."""
+    info = trace.info
+    tags = dict(info.tags)
+    name = tags.pop(NAME_TAG, None)
+    metadata = {k: v for k, v in info.trace_metadata.items()
+                if not (k == SCHEMA_KEY and v == SCHEMA_VERSION)}
+    spans = []
+    for s in trace.data.spans:
+        inputs, outputs = s.io_json()
+        spans.append(SpanRecord(
+            s.span_id, s.parent_id, s.name, s.span_type, s.start_time_ns, s.end_time_ns,
+            str(s.status.status_code), s.status.description, inputs, outputs, s.attributes,
+            [(e.name, e.timestamp, e.attributes) for e in s.events] or None,
+        ))
+    return TraceRecord(
+        info.trace_id, info.experiment_name, name, info.request_time,  # type: ignore[arg-type]
+        info.execution_duration, str(info.state), info.request_preview,  # type: ignore[arg-type]
+        info.response_preview, metadata.get("mlflow.sourceRun"), tags, metadata, spans,
+    )

@@ -57,8 +57,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     export = export_summaries(tracer.spool_dir())
     experiments = [] if missing else [r for r in summaries_of(backend) if r.get("traces") != 0]
-    if not missing and "traces_to_build" in store:  # the listing built them: any failed?
-        store["traces_failed_to_build"] = backend.stats().get("traces_failed_to_build", 0)
     if args.json:
         echo(json_text({"store": store, "spool": spool, "export": export,
                         "experiments": experiments}))
@@ -71,12 +69,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
             echo(f"  file      {store['path']}")
         echo(f"  size      {_human_bytes(store.get('bytes'))}")
         echo(f"  traces    {store.get('traces', '–')}")
-        if store.get("traces_to_build"):
-            echo(f"  of which  {store['traces_to_build']} stored as snapshots, built on first "
-                 "read (this command's listing below builds them)")
-        if store.get("traces_failed_to_build"):
-            echo(f"  lost      {store['traces_failed_to_build']} stored but could not be built "
-                 "(the log of the process that built them says why)")
     echo(f"spool       {spool['dir']}")
     echo(f"  waiting   {spool['files']} file(s), {spool['traces']} trace(s), "
          f"{_human_bytes(spool['bytes'])}"

@@ -3,16 +3,16 @@
 The request path only stores references (the scope or environ, the response status and header
 list, body chunks up to the cap) on an :class:`Exchange`. On the export worker,
 :meth:`Exchange.facts` keeps what may be stored (kept headers, credentials and secret keys
-replaced, the query redacted, captured bodies decoded and scrubbed: nothing secret may reach a
-store's snapshot); :func:`apply` decodes the headers and fills
-inputs, outputs and OpenTelemetry HTTP semantic-convention attributes, either at once
-(calling the exchange: it is the root span's ``_deferred`` hook) or when a store builds a snapshot.
+replaced, the query redacted, captured bodies decoded and scrubbed); :func:`apply` decodes the
+headers and fills inputs, outputs and OpenTelemetry HTTP semantic-convention attributes
+(calling the exchange: it is the root span's ``_deferred`` hook, run once when the worker
+builds the trace).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from routetrace.middleware import frameworks
@@ -24,8 +24,7 @@ if TYPE_CHECKING:
     from routetrace.routing.table import RouteTable, Rule
     from routetrace.tracing.span import LiveSpan
 
-__all__ = ["REDACTED", "Exchange", "StoredRule", "apply", "parse_traceparent", "redact_query",
-           "rule_to_json"]
+__all__ = ["REDACTED", "Exchange", "apply", "parse_traceparent", "redact_query"]
 
 _TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 
@@ -226,16 +225,14 @@ class Exchange:
         self.resp_size += len(chunk)
 
     # -- on the export worker --------------------------------------------------------------
-    def facts(self, rule_ref: Callable[[Any], Any] | None = None) -> tuple:
-        """What :func:`apply` needs, as plain data, with nothing secret left in it.
+    def facts(self) -> tuple:
+        """What :func:`apply` needs, with nothing secret left in it.
 
         Runs on the export worker for every request, so it does as little as it can: no
         decoding of headers, just references and the headers that are kept (uncaptured ones
         dropped, credentials and secret keys replaced, the query string redacted). A captured
         body is decoded and scrubbed here, since its secrets can only be found by parsing it.
-        A store may keep the result as it is (:mod:`routetrace.tracing.snapshot`) and apply
-        it when first read. Element 0 is the rule (or ``rule_ref(rule)``: the snapshot's
-        index of it); the rest is bytes, str, int, float, bool, None, tuples, lists and dicts.
+        Element 0 is the rule.
         """
         table, rule = self.table, self.rule
         policy = rule.key_policy or table.key_policy
@@ -273,8 +270,7 @@ class Exchange:
                 response_body = _body(b"".join(self.resp_body)[:cap], self.resp_size, cap,
                                       _content_type(response or ()), policy)
         return (
-            rule if rule_ref is None else rule_ref(rule),
-            kind, self.method, self.path, query or "", scheme, client, protocol, template,
+            rule, kind, self.method, self.path, query or "", scheme, client, protocol, template,
             request, self.status, response or None,
             request_body, None if self.req_body is None else self.req_size,
             response_body, None if self.resp_body is None else self.resp_size,
@@ -301,25 +297,13 @@ def _environ_headers(environ: Any) -> list[tuple[str, str]]:
 
 
 def apply(span: LiveSpan, facts: Sequence[Any]) -> None:
-    """Fill the root span's inputs, outputs, attributes, name and tags from :meth:`facts`.
-
-    ``facts[0]`` is the rule, or what a store kept of it (see :class:`StoredRule`).
-    """
+    """Fill the root span's inputs, outputs, attributes, name and tags from :meth:`facts`."""
     (rule, kind, method, path, query, scheme, client, protocol, template, request_pairs,
      status, response_pairs, request_body, request_size, response_body, response_size,
      disconnected, service_name) = facts
     wanted = rule.capture_headers
-    request_headers, (host, user_agent, content_type) = _scan(request_pairs or (), wanted)
-    response_headers, response_first = _scan(response_pairs or (), wanted)
-    # Bodies come decoded and scrubbed from :meth:`Exchange.facts`; bytes are a snapshot
-    # stored before bodies were scrubbed there, scrubbed now by the default key list.
-    if rule.capture_body:
-        if request_body.__class__ is bytes:
-            request_body = _body(request_body, request_size, rule.capture_body,
-                                 content_type or "", DEFAULT_POLICY)
-        if response_body.__class__ is bytes:
-            response_body = _body(response_body, response_size, rule.capture_body,
-                                  response_first[2] or "", DEFAULT_POLICY)
+    request_headers, (host, user_agent, _) = _scan(request_pairs or (), wanted)
+    response_headers, _ = _scan(response_pairs or (), wanted)
     client_address = client_port = None
     if client and client[0]:
         client_address = str(client[0])
@@ -401,29 +385,3 @@ def apply(span: LiveSpan, facts: Sequence[Any]) -> None:
     if live.tags:
         tags.update(live.tags)  # the application's own tags win
     live.set_tags(tags)
-
-
-class StoredRule:
-    """What :func:`apply` reads of a rule, as a store keeps it (:func:`rule_to_json`)."""
-
-    __slots__ = ("capture_body", "capture_headers", "is_default", "pattern", "tags")
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.capture_body = int(data.get("capture_body") or 0)
-        names = data.get("capture_headers")
-        self.capture_headers = None if names is None else frozenset(map(str, names))
-        self.is_default = bool(data.get("is_default"))
-        self.pattern = str(data.get("pattern") or "")
-        self.tags = dict(data.get("tags") or {})
-
-    @property
-    def trace_tags(self) -> dict[str, str]:
-        return dict(self.tags)
-
-
-def rule_to_json(rule: Rule) -> dict[str, Any]:
-    names = rule.capture_headers
-    return {"capture_body": rule.capture_body,
-            "capture_headers": None if names is None else sorted(names),
-            "is_default": rule.is_default,
-            "pattern": rule.pattern, "tags": rule.trace_tags}

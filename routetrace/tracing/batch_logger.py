@@ -3,8 +3,9 @@
 Request path (``put``): one length check, one ``deque.append``, and an ``Event.set`` only when
 the queue goes from empty to non-empty. No lock, no I/O, never blocks.
 
-Workers take batches, build the stored traces (deferred captures, span processors, JSON),
-group them by (backend, experiment) and write each group in one call. A failed write does not
+Workers take batches, build each trace once into a record (deferred captures, span
+processors: :mod:`routetrace.tracing.build`), group them by (backend, experiment) and write
+each group in one call, which the backend turns into its final form. A failed write does not
 block the worker: the group waits in a retry list with exponential backoff and jitter, and
 new batches for a failing backend join that list instead of hammering it. The retry list is
 bounded like the queue; past its bound, and past the retry timeout, batches are spooled to
@@ -22,13 +23,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from routetrace.tracing import snapshot, spool
-from routetrace.tracing.build import build_trace
+from routetrace.tracing import spool
+from routetrace.tracing.build import TraceRecord, record_trace, to_trace
 from routetrace.tracing.model import Trace
-from routetrace.tracing.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from routetrace.backends.base import Backend, ExperimentInfo
+    from routetrace.backends.base import Backend
     from routetrace.tracing.destination import Experiment
     from routetrace.tracing.live_trace import LiveTrace
 
@@ -39,9 +39,7 @@ log = logging.getLogger("routetrace")
 BATCH_SIZE = 500
 # A busy worker lets the next batch fill for this long (or until the queue is half full)
 # instead of waking for every trace: fewer, larger transactions, and the request path almost
-# never has to signal it. Once snapshots made each trace cheap, a write's fixed cost was most
-# of the worker's CPU over HTTP: 5 ms gave batches of ~11 traces at 2 400 requests/s, 52 µs of
-# worker CPU a trace; 0.1 s gives ~150 and 22 µs (docs/benchmarks.md, tuning log).
+# never has to signal it: a write's fixed cost is shared by more traces.
 _LINGER = 0.1
 # A worker with nothing to do for this long sleeps until a request wakes it.
 _IDLE_AFTER = 0.2
@@ -49,9 +47,6 @@ _BACKOFF_INITIAL = 0.1
 _BACKOFF_MAX = 30.0
 _DROP_WARNING_INTERVAL = 60.0
 _PROBE_INTERVAL = 1.0
-# Snapshots built per step when the worker is idle: a few milliseconds of work, so a request
-# arriving meanwhile waits at most that long for the GIL.
-_COMPACT_SLICE = 100
 
 
 @dataclass
@@ -75,7 +70,7 @@ class ExportStats:
 class _Group:
     backend: Backend
     destination: Experiment
-    traces: list[Trace | Snapshot]
+    traces: list[TraceRecord]
     seqs: list[int]
     first_failure: float = 0.0
     next_attempt: float = 0.0
@@ -87,9 +82,9 @@ class _Group:
         self.min_seq = min(self.seqs) if self.seqs else 0
 
 
-def _build(live: LiveTrace, procs: tuple) -> Trace | None:
+def _build(live: LiveTrace, procs: tuple) -> TraceRecord | None:
     try:
-        return build_trace(live, procs)
+        return record_trace(live, procs)
     except Exception:
         log.warning("routetrace: could not build trace %032x; dropped it", live.trace_id,
                     exc_info=True)
@@ -98,46 +93,16 @@ def _build(live: LiveTrace, procs: tuple) -> Trace | None:
         live.release()
 
 
-def _snapshot_or_build(live: LiveTrace) -> Trace | Snapshot | None:
-    """A snapshot for a store that builds on read (no span processors configured)."""
-    try:
-        snap = snapshot.take(live)
-    except Exception as exc:
-        if not isinstance(exc, snapshot.NotSnapshottable):
-            log.warning("routetrace: could not snapshot trace %032x; building it now",
-                        live.trace_id, exc_info=True)
-        return _build(live, ())
-    live.release()
-    return snap
-
-
-def _as_traces(items: list[Trace | Snapshot], destination: Experiment) -> list[Trace]:
-    """Traces, building any snapshot among ``items`` (to spool them, or for a backend
-    that only takes built traces)."""
-    out: list[Trace] = []
-    for item in items:
-        if isinstance(item, Snapshot):
-            out.extend(build_trace(live, ()) for live in snapshot.revive(item, destination))
-        else:
-            out.append(item)
-    return out
-
-
-def _stamp(traces: list[Trace | Snapshot], info: ExperimentInfo) -> None:
-    for trace in traces:
-        if trace.__class__ is Trace:
-            trace.info.experiment_id = info.experiment_id  # type: ignore[union-attr]
-            trace.info.experiment_name = info.name  # type: ignore[union-attr]
+def _as_traces(records: list[TraceRecord], destination: Experiment) -> list[Trace]:
+    """The records as traces, to spool them."""
+    return [to_trace(r) for r in records]
 
 
 def write_now(backend: Backend, destination: Experiment,
-              traces: list[Trace | Snapshot]) -> None:
-    """Resolve the experiment and write: the one write path, shared by workers and sync mode."""
-    info = backend.resolve_experiment(destination)
-    if not backend.accepts_snapshots:
-        traces = _as_traces(traces, destination)
-    _stamp(traces, info)
-    backend.write_traces(info, traces)
+              records: list[TraceRecord] | list[Trace]) -> None:
+    """Resolve the experiment and write: the one write path, shared by workers, sync mode and
+    the replay of a spool (which holds traces)."""
+    backend.write_records(backend.resolve_experiment(destination), records)
 
 
 class BatchLogger:
@@ -160,7 +125,6 @@ class BatchLogger:
         self._done = threading.Condition(self._lock)
         self._inflight: dict[int, tuple[int, int]] = {}  # id(batch) -> (min seq, size)
         self._pending: list[_Group] = []
-        self._to_compact: dict[int, Backend] = {}  # backends holding snapshots to build
         self._pending_traces = 0
         self._failing: set[int] = set()  # id(backend) currently failing
         self._last_probe: dict[int, float] = {}  # id(backend) -> when new traces last tried it
@@ -262,8 +226,6 @@ class BatchLogger:
             if now - idle_since < _IDLE_AFTER or self._pending:
                 self._wake.wait(min(delay, 0.05))
                 continue
-            if self._to_compact and self._compact():
-                continue  # more to build, or traces arrived meanwhile
             self._sleeping = True
             if self._queue:  # a put raced with going to sleep: it may not have woken us
                 self._sleeping = False
@@ -273,11 +235,7 @@ class BatchLogger:
     def _process(self, batch: list[LiveTrace]) -> None:
         groups: dict[tuple[int, str], _Group] = {}
         for live in batch:
-            procs = live.processors  # bound when the trace ended
-            if live.backend.accepts_snapshots and not procs:
-                item = _snapshot_or_build(live)
-            else:
-                item = _build(live, procs)
+            item = _build(live, live.processors)  # processors bound when the trace ended
             if item is None:
                 with self._lock:
                     self.stats.failed += 1
@@ -291,23 +249,6 @@ class BatchLogger:
         for group in groups.values():
             group.min_seq = min(group.seqs)
             self._attempt(group)
-
-    def _compact(self) -> bool:
-        """The process is idle: build a slice of the snapshots written so far (so that the
-        first read later finds them built). True when there is more to do."""
-        for key, backend in list(self._to_compact.items()):
-            if self._queue or self._closing:
-                return True
-            try:
-                more = backend.compact(_COMPACT_SLICE)  # type: ignore[attr-defined]
-            except Exception as exc:
-                log.warning("routetrace: building stored snapshots in %s failed (%s); the "
-                            "next read builds them", backend.uri, exc)
-                more = False
-            if not more:
-                self._to_compact.pop(key, None)
-            return True
-        return False
 
     def _backend_lock(self, backend: Backend) -> threading.Lock:
         lock = self._backend_locks.get(id(backend))
@@ -343,8 +284,6 @@ class BatchLogger:
                 self._failing.add(id(backend))
             self._defer(group, str(exc), retry_after=getattr(exc, "retry_after", None))
             return
-        if backend.accepts_snapshots:
-            self._to_compact[id(backend)] = backend
         recovered = False
         with self._done:
             self.stats.written += len(group.traces)

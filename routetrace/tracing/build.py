@@ -1,10 +1,11 @@
-"""Build the stored form of a finished trace. Runs on the export worker, not the request path:
-deferred captures, span processors, JSON, previews."""
+"""Build a finished trace, once, on the export worker: deferred captures, span processors,
+then one :class:`TraceRecord` of plain values that every backend turns into its final form
+(the local store's row, an OTLP payload) without building anything again."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from routetrace.tracing import serialize
 from routetrace.tracing.model import (
@@ -23,12 +24,53 @@ if TYPE_CHECKING:
     from routetrace.tracing.live_trace import LiveTrace
     from routetrace.tracing.span import LiveSpan
 
-__all__ = ["PREVIEW_MAX_CHARS", "build_trace"]
+__all__ = ["PREVIEW_MAX_CHARS", "SCHEMA_KEY", "SCHEMA_VERSION", "SpanRecord", "TraceRecord",
+           "build_trace", "record_trace", "to_trace"]
 
 log = logging.getLogger("routetrace")
 
 PREVIEW_MAX_CHARS = 1000
+SCHEMA_KEY = "mlflow.trace_schema.version"
 SCHEMA_VERSION = "3"
+NAME_TAG = "mlflow.traceName"
+
+
+class SpanRecord(NamedTuple):
+    """One finished span as plain values; inputs and outputs as the JSON text recorded."""
+
+    span_id: str
+    parent_id: str | None
+    name: str
+    span_type: str
+    start_time_ns: int
+    end_time_ns: int
+    status_code: str
+    status_description: str
+    inputs_json: str
+    outputs_json: str
+    attributes: dict[str, Any]
+    events: list[tuple[str, int, dict[str, Any]]] | None  # (name, timestamp ns, attributes)
+
+
+class TraceRecord(NamedTuple):
+    """One finished trace as plain values: what every backend's final form is made of.
+
+    ``tags`` leaves out the trace name (``name``) and ``metadata`` the schema version, which
+    every trace has: a store keeps those in a column or not at all.
+    """
+
+    trace_id: str  # "tr-" and 32 hex digits
+    experiment_name: str | None
+    name: str
+    request_time: int  # ms
+    execution_duration: int  # ms
+    state: str
+    request_preview: str | None
+    response_preview: str | None
+    run_id: str | None
+    tags: dict[str, str]
+    metadata: dict[str, str]
+    spans: list[SpanRecord]
 
 
 def _attributes(span: LiveSpan) -> dict:
@@ -49,20 +91,18 @@ def _attributes(span: LiveSpan) -> dict:
     return out
 
 
-def _events(span: LiveSpan) -> list[SpanEvent]:
+def _events(span: LiveSpan) -> list[tuple[str, int, dict[str, Any]]] | None:
     if not span._events:
-        return []
+        return None
     return [
-        SpanEvent(
-            clean(e.name), e.timestamp,
-            {k: serialize.to_jsonable(v) for k, v in e.attributes.items()},
-        )
+        (clean(e.name), e.timestamp,
+         {k: serialize.to_jsonable(v) for k, v in e.attributes.items()})
         for e in span._events
     ]
 
 
-def build_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trace:
-    """The stored form of ``live``; its experiment id is stamped when the batch is written."""
+def record_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> TraceRecord:
+    """The deferred captures and ``processors`` run on the live spans, then the record."""
     root = live.root
     assert root is not None  # a LiveTrace is created with its root
     spans = live.spans
@@ -78,9 +118,9 @@ def build_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trace
         for span in spans:
             run_processors(processors, span)
 
-    trace_id = format_trace_id(live.trace_id)
-    root_end = root.end_time_ns or root.start_time_ns
-    model_spans = []
+    root_start = root.start_time_ns
+    root_end = root.end_time_ns or root_start
+    records = []
     for span in spans:
         end = span.end_time_ns
         attributes = _attributes(span)
@@ -88,25 +128,16 @@ def build_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trace
             # Still open when the root ended (e.g. an unconsumed generator): close it there.
             end = max(root_end, span.start_time_ns)
             attributes["routetrace.unfinished"] = True
-        parent = span.parent_id
-        model_spans.append(
-            Span(
-                trace_id=trace_id,
-                span_id=span.span_id,
-                parent_id=parent,
-                name=clean(span.name),
-                span_type=str(span.span_type),
-                start_time_ns=span.start_time_ns,
-                end_time_ns=end,
-                status=SpanStatus(span.status, clean(span.status_description)),
-                inputs_json=span._inputs_json or "null",
-                outputs_json=span._outputs_json or "null",
-                attributes=attributes,
-                events=_events(span),
-            )
-        )
+        parent = span.parent_span_id
+        records.append(SpanRecord(
+            f"{span.span_id_int:016x}", None if parent is None else f"{parent:016x}",
+            clean(span._name), str(span._span_type), span.start_time_ns, end,
+            span._status, clean(span._status_description),
+            span._inputs_json or "null", span._outputs_json or "null",
+            attributes, _events(span),
+        ))
     if live.remote_parent_span_id is not None:
-        model_spans[0].attributes["routetrace.remote_parent_span_id"] = (
+        records[0].attributes["routetrace.remote_parent_span_id"] = (
             f"{live.remote_parent_span_id:016x}"
         )
 
@@ -118,28 +149,53 @@ def build_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trace
         root._outputs_json if live.response_preview is None else clean(live.response_preview),
         PREVIEW_MAX_CHARS,
     )
-
-    tags = {"mlflow.traceName": clean(root.name)}
-    if live.tags:
-        tags.update((clean(k), clean(v)) for k, v in live.tags.items())
-    metadata = {"mlflow.trace_schema.version": SCHEMA_VERSION}
+    tags = {clean(k): clean(v) for k, v in live.tags.items()} if live.tags else {}
+    name = tags.pop(NAME_TAG, None) or records[0].name
+    metadata = {}
     if live.run_id:
         metadata["mlflow.sourceRun"] = live.run_id
     if live.metadata:
         metadata.update((clean(k), clean(v)) for k, v in live.metadata.items())
     if live.aborted:
         metadata["routetrace.aborted"] = live.aborted
-
-    info = TraceInfo(
-        trace_id=trace_id,
-        experiment_id="",
-        experiment_name=live.destination.name,
-        request_time=root.start_time_ns // 1_000_000,
-        execution_duration=(root_end - root.start_time_ns) // 1_000_000,
-        state="ERROR" if root.status == "ERROR" else "OK",
-        request_preview=request_preview,
-        response_preview=response_preview,
-        tags=tags,
-        trace_metadata=metadata,
+    return TraceRecord(
+        format_trace_id(live.trace_id), live.destination.name, name,
+        root_start // 1_000_000, (root_end - root_start) // 1_000_000,
+        "ERROR" if root._status == "ERROR" else "OK",
+        request_preview, response_preview, metadata.get("mlflow.sourceRun"),
+        tags, metadata, records,
     )
-    return Trace(info, TraceData(model_spans))
+
+
+def to_span(trace_id: str, s: SpanRecord | list) -> Span:
+    """A span of the read model from a record (or the list a store kept of one)."""
+    (span_id, parent_id, name, span_type, start, end, code, description, inputs_json,
+     outputs_json, attributes, events) = s
+    return Span(
+        trace_id=trace_id, span_id=span_id, parent_id=parent_id, name=name,
+        span_type=span_type, start_time_ns=start, end_time_ns=end,
+        status=SpanStatus(code, description), attributes=attributes,
+        events=[SpanEvent(n, ts, a) for n, ts, a in events] if events else [],
+        inputs_json=inputs_json, outputs_json=outputs_json,
+    )
+
+
+def to_trace(record: TraceRecord, experiment_id: str = "",
+             experiment_name: str | None = None) -> Trace:
+    """The read model of a record, for backends that send :class:`Trace` objects."""
+    tid = record.trace_id
+    tags = {NAME_TAG: record.name, **record.tags}
+    metadata = {SCHEMA_KEY: SCHEMA_VERSION, **record.metadata}
+    info = TraceInfo(
+        trace_id=tid, experiment_id=experiment_id,
+        experiment_name=record.experiment_name if experiment_name is None else experiment_name,
+        request_time=record.request_time, execution_duration=record.execution_duration,
+        state=record.state, request_preview=record.request_preview,
+        response_preview=record.response_preview, tags=tags, trace_metadata=metadata,
+    )
+    return Trace(info, TraceData([to_span(tid, s) for s in record.spans]))
+
+
+def build_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trace:
+    """The read model of ``live``; its experiment id is stamped when the batch is written."""
+    return to_trace(record_trace(live, processors))

@@ -222,13 +222,18 @@ class Span:
     def to_dict(self) -> dict[str, Any]:
         return {**self.to_dict_without_io(), "inputs": self.inputs, "outputs": self.outputs}
 
+    def io_json(self) -> tuple[str, str]:
+        """The inputs and outputs as JSON text, without decoding text that is already held."""
+        inputs = self._inputs_json if self._inputs_json is not None else _dump(self._inputs)
+        outputs = self._outputs_json if self._outputs_json is not None else _dump(self._outputs)
+        return inputs, outputs
+
     def to_json(self) -> str:
         """Compact JSON of ``to_dict()``, splicing inputs/outputs text without re-encoding."""
         if self._inputs_json is None and self._outputs_json is None:
             return _dump(self.to_dict())
         head = _dump(self.to_dict_without_io())
-        inputs = self._inputs_json if self._inputs_json is not None else _dump(self._inputs)
-        outputs = self._outputs_json if self._outputs_json is not None else _dump(self._outputs)
+        inputs, outputs = self.io_json()
         return f'{head[:-1]},"inputs":{inputs},"outputs":{outputs}}}'
 
     def to_dict_without_io(self) -> dict[str, Any]:

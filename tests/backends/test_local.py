@@ -216,3 +216,37 @@ def test_processes_writing_one_store_at_once(tmp_path, processes):
     assert {e.name for e in store.list_experiments()} == {"Default", "e0", "e1", "e2"}
     conn = sqlite3.connect(store.db_path)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.parametrize("layout", [
+    pytest.param("CREATE TABLE traces (trace_id TEXT PRIMARY KEY, spans TEXT)", id="format 0"),
+    pytest.param("CREATE TABLE traces (trace_id TEXT); PRAGMA user_version = 99", id="newer"),
+])
+def test_a_store_of_another_format_is_refused_naming_the_file(tmp_path, layout):
+    path = tmp_path / "old" / "routetrace.sqlite"
+    path.parent.mkdir()
+    conn = sqlite3.connect(path)
+    conn.executescript(layout)
+    tables = conn.execute("SELECT name FROM sqlite_master").fetchall()
+    conn.close()
+    store = LocalStore(path)
+    for action in (store.count_traces, lambda: store.search_traces(max_results=1),
+                   lambda: store.resolve_experiment(Experiment(name="x"))):
+        with pytest.raises(BackendError, match="development version") as caught:
+            action()
+        assert str(path) in str(caught.value) and "move or delete" in str(caught.value)
+        assert caught.value.retryable is False
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT name FROM sqlite_master").fetchall() == tables  # untouched
+    conn.close()
+
+
+def test_a_new_store_is_stamped_with_its_format_and_reopened(store):
+    _make("a")
+    assert [t.info.tags["mlflow.traceName"] for t in traces_of()] == ["a"]
+    conn = sqlite3.connect(store.db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.close()
+    again = LocalStore(store.db_path)
+    assert [t.info.tags["mlflow.traceName"] for t in again.search_traces()] == ["a"]
+    again.close()

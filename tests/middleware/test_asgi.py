@@ -819,7 +819,7 @@ def test_failing_deferred_builder_does_not_touch_the_response(hello_app: Any,
     def broken(self: Exchange) -> None:
         raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "nope")
 
-    # ``facts`` is the deferred capture's first step on every path (a snapshot or a build).
+    # ``facts`` is the deferred capture's first step when the worker builds the trace.
     monkeypatch.setattr(Exchange, "facts", broken)
     sent = call(TracingMiddleware(hello_app))
     assert sent.body == b"hello"

@@ -3,8 +3,7 @@
 The lead's test (tests/backends/test_local.py) has processes write spans directly; here each
 process runs the Starlette app behind ``TracingMiddleware`` (route table: two experiments,
 created concurrently by name) and serves 300 requests in-process, while this process keeps
-reading the store, and so building the snapshots the writers' export workers store, batch by
-batch, as they land (the writers' own idle-time building races with it too). Exactly every
+reading the store, batch by batch, as the writers' export workers write their rows. Exactly every
 request's trace is stored once, in its route's experiment, each experiment exists once, and
 SQLite's integrity check passes.
 """

@@ -174,7 +174,6 @@ if __name__ == "__main__":
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.parametrize(("module", "name"), [
     ("routetrace.tracing.live_trace", "_children_lock"),
-    ("routetrace.tracing.snapshot", "_rule_lock"),
     ("routetrace.tracing.tracer", "_tracer_lock"),
     ("routetrace.backends", "_lock"),
 ])
