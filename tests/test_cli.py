@@ -177,7 +177,7 @@ def test_terminal_escapes_in_trace_data_are_neutralised(capsys, store):
 
 # -- traces delete ---------------------------------------------------------------------------
 def _count(experiment: str) -> int:
-    return len(routetrace.search_traces(experiment, max_results=1000))
+    return len(routetrace.search_traces(experiment, max_results=1000, return_type="list"))
 
 
 def test_delete_refuses_without_yes_when_stdin_is_not_a_terminal(capsys, filled, monkeypatch):
@@ -193,7 +193,8 @@ def test_delete_older_than(capsys, filled):
                          "--yes")
     assert code == 0, err
     assert "Deleted 5 trace(s)" in out
-    remaining = {t.info.trace_id for t in routetrace.search_traces("math-agent")}
+    found = routetrace.search_traces("math-agent", return_type="list")
+    remaining = {t.info.trace_id for t in found}
     assert remaining == {filled.math, filled.hostile}
     assert _count("chat-agent") == 1
 
@@ -201,7 +202,8 @@ def test_delete_older_than(capsys, filled):
 def test_delete_max_takes_the_oldest(capsys, filled):
     code, _out, _ = run(capsys, "traces", "delete", "-e", "math-agent", "--max", "2", "--yes")
     assert code == 0
-    remaining = {t.info.trace_id for t in routetrace.search_traces("math-agent")}
+    found = routetrace.search_traces("math-agent", return_type="list")
+    remaining = {t.info.trace_id for t in found}
     assert remaining == {filled.math, filled.hostile, *filled.older[:3]}
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from routetrace.tracing import serialize
 from routetrace.tracing.model import (
+    METADATA_STATE_OVERRIDE,
     Span,
     SpanEvent,
     SpanStatus,
@@ -129,6 +130,8 @@ def build_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trace
         metadata.update((clean(k), clean(v)) for k, v in live.metadata.items())
     if live.aborted:
         metadata["routetrace.aborted"] = live.aborted
+    state = "ERROR" if root.status == "ERROR" else "OK"
+    state = metadata.pop(METADATA_STATE_OVERRIDE, state)
 
     info = TraceInfo(
         trace_id=trace_id,
@@ -136,7 +139,7 @@ def build_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trace
         experiment_name=live.destination.name,
         request_time=root.start_time_ns // 1_000_000,
         execution_duration=(root_end - root.start_time_ns) // 1_000_000,
-        state="ERROR" if root.status == "ERROR" else "OK",
+        state=state,
         request_preview=request_preview,
         response_preview=response_preview,
         tags=tags,

@@ -152,7 +152,8 @@ def test_run_link(mlflow_tracking, client) -> None:
     (trace,) = mlflow.search_traces(locations=[_experiment_id(mlflow_tracking.url, exp)],
                                     run_id=run.info.run_id, return_type="list")
     assert trace.info.trace_metadata["mlflow.sourceRun"] == run.info.run_id
-    assert routetrace.search_traces(exp, run_id=run.info.run_id)[0].info.run_id == run.info.run_id
+    (found,) = routetrace.search_traces(exp, run_id=run.info.run_id, return_type="list")
+    assert found.info.run_id == run.info.run_id
 
 
 def _comparable(trace: Any) -> dict[str, Any]:
@@ -218,7 +219,7 @@ def test_search_get_delete_same_shape_as_local_store(mlflow_tracking, reset_trac
     for i in range(3):
         _traced_by_routetrace(f"q{i}")
     assert routetrace.flush(timeout=60)
-    remote = routetrace.search_traces(exp)
+    remote = routetrace.search_traces(exp, return_type="list")
     assert len(remote) == 3
     remote_one = routetrace.get_trace(remote[0].info.trace_id)
     assert routetrace.get_trace("tr-" + "0" * 32) is None
@@ -227,7 +228,7 @@ def test_search_get_delete_same_shape_as_local_store(mlflow_tracking, reset_trac
     routetrace.set_experiment(exp)
     _traced_by_routetrace("q0")
     assert routetrace.flush(timeout=30)
-    (local,) = routetrace.search_traces(exp)
+    (local,) = routetrace.search_traces(exp, return_type="list")
 
     def shape(trace: routetrace.Trace) -> dict[str, Any]:
         d = trace.to_dict()
@@ -254,9 +255,9 @@ def test_search_get_delete_same_shape_as_local_store(mlflow_tracking, reset_trac
     # delete through the REST API
     reset_tracer(MLFLOW_TRACKING_URI=mlflow_tracking.url)
     assert routetrace.delete_traces(exp, trace_ids=[remote[0].info.trace_id]) == 1
-    assert len(routetrace.search_traces(exp)) == 2
+    assert len(routetrace.search_traces(exp, return_type="list")) == 2
     assert routetrace.delete_traces(exp, max_traces=5) == 2
-    assert routetrace.search_traces(exp) == []
+    assert routetrace.search_traces(exp, return_type="list") == []
     with pytest.raises(ValueError, match="refusing"):
         routetrace.delete_traces(exp)
 
@@ -274,8 +275,10 @@ def test_search_filter_order_and_paging(mlflow_tracking) -> None:
     for i in range(12):
         step(i)
     assert routetrace.flush(timeout=60)
-    assert len(routetrace.search_traces(exp, filter_string="tags.kind = 'third'")) == 4
-    page = routetrace.search_traces(exp, max_results=5, order_by=["timestamp_ms ASC"])
+    third = routetrace.search_traces(exp, filter_string="tags.kind = 'third'", return_type="list")
+    assert len(third) == 4
+    page = routetrace.search_traces(exp, max_results=5, order_by=["timestamp_ms ASC"],
+                                    return_type="list")
     assert len(page) == 5
     times = [t.info.request_time for t in page]
     assert times == sorted(times)

@@ -85,7 +85,8 @@ def test_fastapi_routes_each_endpoint_to_its_experiment() -> None:
 
     chat_trace = only_trace("chat-agent")
     assert chat_trace.data.spans[0].name == "GET /chat/{room}/messages"
-    assert routetrace.search_traces("chat-agent", filter_string="tags.route = '/chat/**'")
+    assert routetrace.search_traces("chat-agent", filter_string="tags.route = '/chat/**'",
+                                    return_type="list")
 
     web = only_trace("web")  # the 404: no framework route, no rule: the method alone
     assert web.data.spans[0].name == "GET"

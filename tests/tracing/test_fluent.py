@@ -50,7 +50,7 @@ def test_trace_sync_records_bound_inputs_outputs_and_nesting():
     assert add_span.inputs == {"a": 1, "b": 2}
     assert add_span.outputs == 3
     assert add_span.span_type == "TOOL"
-    assert add_span.attributes == {"k": "v"}
+    assert add_span.attributes == {"k": "v", "mlflow.spanFunctionName": "add"}
     assert trace.info.state == "OK"
     assert trace.info.tags["mlflow.traceName"] == "outer"
     assert trace.info.request_preview == '{"x": 1}'
@@ -294,7 +294,7 @@ async def test_30_concurrent_tasks_each_with_its_own_context_local_destination()
         assert trace.info.experiment_name == f"exp-{i}"
         assert len(trace.data.spans) == 2
     for i in range(30):
-        assert len(routetrace.search_traces(f"exp-{i}")) == 1
+        assert len(routetrace.search_traces(f"exp-{i}", return_type="list")) == 1
 
 
 def test_destination_precedence(reset_tracer):
