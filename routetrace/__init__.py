@@ -6,6 +6,8 @@
 ...     return a + b
 """
 
+from routetrace import entities, tracing
+from routetrace.client import MlflowClient
 from routetrace.tracing.destination import Experiment, set_destination
 from routetrace.tracing.display import disable_notebook_display, enable_notebook_display
 from routetrace.tracing.fluent import (
@@ -52,6 +54,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Experiment",
     "LiveSpan",
+    "MlflowClient",
     "SettingsError",
     "Span",
     "SpanEvent",
@@ -72,6 +75,7 @@ __all__ = [
     "enable",
     "enable_async_logging",
     "enable_notebook_display",
+    "entities",
     "flush",
     "get_active_trace_id",
     "get_current_active_span",
@@ -88,6 +92,7 @@ __all__ = [
     "start_run",
     "start_span",
     "trace",
+    "tracing",
     "update_current_trace",
 ]
 
