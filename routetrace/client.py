@@ -167,17 +167,22 @@ class MlflowClient:
     def start_span(
         self,
         name: str,
-        trace_id: str,
-        parent_id: str,
+        trace_id: str | None = None,
+        parent_id: str | None = None,
         span_type: str = SpanType.UNKNOWN,
         inputs: Any = None,
         attributes: Mapping[str, Any] | None = None,
         start_time_ns: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> LiveSpan | NoOpSpan:
-        """Start a child of span ``parent_id`` in the running trace ``trace_id``."""
+        """Start a child of span ``parent_id`` in the running trace ``trace_id`` (MLflow 2
+        called it ``request_id``; both are taken)."""
         if not get_tracer().enabled:
             return NO_OP_SPAN
-        parent = _live_span(trace_id, parent_id)
+        if parent_id is None:
+            raise TypeError("start_span() needs parent_id= (the span to start a child of)")
+        parent = _live_span(_trace_id(trace_id, request_id), parent_id)
         span = get_tracer().start_span(str(name), str(span_type), parent=parent,
                                        start_time_ns=start_time_ns)
         if span is NO_OP_SPAN:
@@ -191,31 +196,38 @@ class MlflowClient:
 
     def end_span(
         self,
-        trace_id: str,
-        span_id: str,
+        trace_id: str | None = None,
+        span_id: str | None = None,
         outputs: Any = None,
         attributes: Mapping[str, Any] | None = None,
         status: Any = "OK",
         end_time_ns: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> None:
         if not get_tracer().enabled:
             return
-        span = _live_span(trace_id, span_id)
+        if span_id is None:
+            raise TypeError("end_span() needs span_id= (the span to end)")
+        span = _live_span(_trace_id(trace_id, request_id), span_id)
         if outputs is not None:
             span.set_outputs(outputs)
         span.end(attributes=attributes, status=status, end_time_ns=end_time_ns)
 
     def end_trace(
         self,
-        trace_id: str,
+        trace_id: str | None = None,
         outputs: Any = None,
         attributes: Mapping[str, Any] | None = None,
         status: Any = "OK",
         end_time_ns: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> None:
         """End the root span of ``trace_id``, which hands the trace off for export."""
         if not get_tracer().enabled:
             return
+        trace_id = _trace_id(trace_id, request_id)
         live = _live_trace(trace_id)
         if live is None or live.root is None:
             raise KeyError(f"trace {trace_id!r} is not running in this process "
@@ -224,6 +236,14 @@ class MlflowClient:
         if outputs is not None:
             root.set_outputs(outputs)
         root.end(attributes=attributes, status=status, end_time_ns=end_time_ns)
+
+
+def _trace_id(trace_id: str | None, request_id: str | None) -> str:
+    if trace_id is None and request_id is None:
+        raise TypeError("pass trace_id= (request_id= in MLflow 2)")
+    if trace_id is not None and request_id is not None and trace_id != request_id:
+        raise TypeError(f"trace_id={trace_id!r} and request_id={request_id!r} disagree")
+    return trace_id or request_id  # type: ignore[return-value]
 
 
 def _page_offset(page_token: str | None) -> int:

@@ -37,6 +37,7 @@ __all__ = [
     "TracedThreadPoolExecutor",
     "configure",
     "copy_context_to",
+    "delete_trace_tag",
     "delete_traces",
     "disable",
     "enable",
@@ -50,6 +51,7 @@ __all__ = [
     "search_trace_list",
     "search_traces",
     "set_experiment",
+    "set_trace_tag",
     "set_tracking_uri",
     "start_span",
     "trace",
@@ -696,6 +698,19 @@ def get_trace(trace_id: str, silent: bool = False, flush: bool = False) -> Trace
         tracer.flush(None if flush else GET_TRACE_WAIT_SECONDS)
         found = tracer.backend.get_trace(trace_id)
     return found
+
+
+def set_trace_tag(trace_id: str, key: str, value: str) -> None:
+    """Tag a trace: a running one (the tag is exported with it) or a stored one."""
+    from routetrace.client import MlflowClient
+
+    MlflowClient().set_trace_tag(trace_id, key, value)
+
+
+def delete_trace_tag(trace_id: str, key: str) -> None:
+    from routetrace.client import MlflowClient
+
+    MlflowClient().delete_trace_tag(trace_id, key)
 
 
 def delete_traces(

@@ -158,8 +158,7 @@ def test_run_link(mlflow_tracking, client) -> None:
 
 def _comparable(trace: Any) -> dict[str, Any]:
     info = trace.info
-    volatile_meta = {"mlflow.trace.sizeStats", "mlflow.trace.sizeBytes", "mlflow.source.name",
-                     "mlflow.traceInputs", "mlflow.traceOutputs"}
+    volatile_meta = {"mlflow.source.name"}
     return {
         "state": info.state.value,
         "request_preview": info.request_preview,
@@ -169,7 +168,10 @@ def _comparable(trace: Any) -> dict[str, Any]:
                                 if k not in volatile_meta
                                 and not k.startswith("mlflow.source.git")),
         "metadata": {k: info.trace_metadata[k] for k in ("tenant", "mlflow.trace_schema.version",
-                                                         "mlflow.user", "mlflow.source.type")},
+                                                         "mlflow.user", "mlflow.source.type",
+                                                         "mlflow.traceInputs",
+                                                         "mlflow.traceOutputs")},
+        "size_stat_keys": sorted(json.loads(info.trace_metadata["mlflow.trace.sizeStats"])),
         "spans": sorted(
             (s.name, s.span_type, json.dumps(s.inputs, sort_keys=True),
              json.dumps(s.outputs, sort_keys=True), s.status.status_code.value,
@@ -188,6 +190,7 @@ def test_same_function_sdk_vs_routetrace(mlflow_tracking, client) -> None:
     mlflow.flush_trace_async_logging()
     routetrace.set_experiment(exp)
     _traced_by_routetrace("same question")
+    our_id = routetrace.get_last_active_trace_id()
     assert routetrace.flush(timeout=60)
 
     exp_id = _experiment_id(mlflow_tracking.url, exp)
@@ -197,15 +200,13 @@ def test_same_function_sdk_vs_routetrace(mlflow_tracking, client) -> None:
         30, what="both traces on the server",
     )
     full = [mlflow.get_trace(t.info.trace_id) for t in traces]
-    ours = [t for t in full if t.info.trace_metadata.get("mlflow.source.name") == "pytest"
-            or "mlflow.traceInputs" not in t.info.trace_metadata]
+    ours = [t for t in full if t.info.trace_id == our_id]
     theirs = [t for t in full if t not in ours]
     assert len(ours) == 1
     assert len(theirs) == 1
     a, b = _comparable(theirs[0]), _comparable(ours[0])
-    # Known, documented differences (docs/backends.md): MLflow's SDK also writes the
-    # deprecated mlflow.traceInputs/traceOutputs and size stats metadata, git metadata, and the
-    # mlflow.spanFunctionName / mlflow.spanLogLevel span attributes.
+    # Known, documented differences (docs/mlflow-compat.md): MLflow's SDK also writes git
+    # metadata and the mlflow.spanLogLevel span attribute.
     for side in (a, b):
         side["metadata_keys"] = [k for k in side["metadata_keys"]
                                  if k not in ("mlflow.trace.infoFinalized",)]
