@@ -123,6 +123,7 @@ class MlflowClient:
         if live is not None:
             live.set_tags({key: value})
         else:
+            _wait_for_own_traces()
             self._backend().set_trace_tag(trace_id, key, value)
 
     def delete_trace_tag(self, trace_id: str, key: str) -> None:
@@ -132,6 +133,7 @@ class MlflowClient:
                 raise KeyError(f"trace {trace_id} has no tag {key!r}")
             del live.tags[key]
         else:
+            _wait_for_own_traces()
             self._backend().delete_trace_tag(trace_id, key)
 
     # -- building a trace by hand ------------------------------------------------------------
@@ -236,6 +238,12 @@ class MlflowClient:
         if outputs is not None:
             root.set_outputs(outputs)
         root.end(attributes=attributes, status=status, end_time_ns=end_time_ns)
+
+
+def _wait_for_own_traces() -> None:
+    """A trace this process ended may still be on its way to the store (async logging): let
+    it land first, as ``get_trace`` does. Returns at once when nothing is waiting."""
+    get_tracer().flush(fluent.GET_TRACE_WAIT_SECONDS)
 
 
 def _trace_id(trace_id: str | None, request_id: str | None) -> str:

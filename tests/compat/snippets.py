@@ -101,7 +101,7 @@ def predict(messages: list[dict]) -> str:
         response_preview="Bye!",
         session_id="session-4f855da00427",
         user="user-id-cc156f29bcfb",
-        metadata={"mlflow.source.git.commit": "1234567890"},
+        metadata={"app.version": "1.2.3"},
     )
     return "Bye!"
 
@@ -162,8 +162,8 @@ def login(user, password):
     return "ok"
 
 
-with mlflow.tracing.configure(span_processors=[filter_sensitive]):
-    login("alice", "hunter2")
+mlflow.tracing.configure(span_processors=[filter_sensitive])
+login("alice", "hunter2")
 ''', 1)
 
 CLIENT = Snippet("mlflow_client", '''
@@ -188,12 +188,11 @@ client.end_span(
     outputs={"output_key": "output_value"},
     attributes={"custom_attribute": "value"},
 )
+client.set_trace_tag(request_id, "stale", "x")
+client.delete_trace_tag(request_id, "stale")
 client.end_trace(request_id)
 
-trace = mlflow.get_trace(request_id)
-client.set_trace_tag(trace.info.trace_id, "reviewed", "yes")
-client.set_trace_tag(trace.info.trace_id, "stale", "x")
-client.delete_trace_tag(trace.info.trace_id, "stale")
+client.set_trace_tag(root_span.trace_id, "reviewed", "yes")
 ''', 1)
 
 GET_LAST = Snippet("get_last_active_trace", '''
