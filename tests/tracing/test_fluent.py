@@ -549,8 +549,9 @@ def test_search_traces_without_spans_and_ordered_by_each_field():
     assert routetrace.flush(timeout=30)
     bare = routetrace.search_traces(return_type="list", include_spans=False)
     assert len(bare) == 3 and all(not t.data.spans for t in bare)
-    for field in ("timestamp_ms", "execution_time_ms", "status", "name", "request_time",
-                  "execution_duration", "state"):
+    for field in ("experiment_id", "timestamp", "timestamp_ms", "execution_time",
+                  "execution_time_ms", "end_time", "end_time_ms", "status", "request_id",
+                  "name", "run_id", "request_time", "execution_duration", "state"):
         for direction in ("ASC", "DESC"):
             found = routetrace.search_traces(order_by=[f"{field} {direction}"],
                                              return_type="list")
@@ -577,3 +578,13 @@ def test_search_traces_names_the_pandas_extra_when_pandas_is_missing(monkeypatch
 def test_search_traces_refuses_bad_arguments_naming_them(kwargs, message):
     with pytest.raises(ValueError, match=message):
         routetrace.search_traces(**kwargs)
+
+
+def test_search_traces_defaults_to_the_experiment_named_in_the_environment(reset_tracer):
+    reset_tracer(MLFLOW_EXPERIMENT_NAME="from-env")
+    with routetrace.start_span("here"):
+        pass
+    with routetrace.start_span("elsewhere", trace_destination=Experiment(name="other")):
+        pass
+    assert routetrace.flush(timeout=30)
+    assert [t.root_span.name for t in routetrace.search_traces(return_type="list")] == ["here"]
