@@ -32,9 +32,12 @@ _SUFFIX = "..."
 _STATUS_NAMES = {"OK": "STATUS_CODE_OK", "ERROR": "STATUS_CODE_ERROR"}
 
 
-def _attribute_json(value: Any) -> str:
-    """A value as MLflow stores it in a span attribute (``dump_span_attribute_value``)."""
-    return json.dumps(value, ensure_ascii=False, default=str)
+# One encoder each, built once: ``json.dumps`` with options builds a new encoder per call, and
+# a trace of n spans makes a few n calls.
+# A value as MLflow stores it in a span attribute (``dump_span_attribute_value``).
+_attribute_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
+# A span or a trace info as MLflow measures it (``json.dumps`` with its defaults).
+_measured_json = json.JSONEncoder(default=str).encode
 
 
 def _truncated(value: str | None) -> str:
@@ -102,12 +105,12 @@ def _percentile(ordered: list[int], fraction: float) -> float:
 def size_metadata(trace: Trace, info_json: dict[str, Any]) -> dict[str, str]:
     """``sizeStats`` and ``sizeBytes`` for ``trace`` whose info, as sent, is ``info_json``."""
     sizes = [
-        len(json.dumps(_mlflow_span_dict(s, trace), default=str).encode())
+        len(_measured_json(_mlflow_span_dict(s, trace)).encode())
         for s in trace.data.spans
     ]
     if not sizes:
         return {}
-    info_size = len(json.dumps({"info": info_json, "data": {"spans": []}}, default=str).encode())
+    info_size = len(_measured_json({"info": info_json, "data": {"spans": []}}).encode())
     total = sum(sizes) + info_size + (len(sizes) - 1) * 2  # the ", " between spans
     ordered = sorted(sizes)
     stats = {

@@ -582,7 +582,7 @@ def _experiment_ids(experiment: Any, experiment_ids: list[str] | None) -> list[s
 # How long ``get_trace`` waits for this process's own unwritten traces before it answers None.
 GET_TRACE_WAIT_SECONDS = 5.0
 # Rows fetched per backend call when ``search_traces`` is asked for every match.
-_SEARCH_PAGE = 1000
+_SEARCH_PAGE = 10_000
 
 
 def _active_experiment_ids() -> list[str] | None:
