@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import routetrace
-from tests.compat.conftest import comparable, run_snippet
+from tests.compat.compare import comparable, run_snippet
 from tests.compat.snippets import SNIPPETS, Snippet, for_mlflow
 
 pytestmark = pytest.mark.mlflow_server
