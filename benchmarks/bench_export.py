@@ -34,8 +34,7 @@ def _rss_mib() -> float:
 def _app() -> Any:
     from benchmarks.peers import setup
 
-    app, _, _ = setup("routetrace", Path(tempfile.mkdtemp()))
-    return app
+    return setup("routetrace", Path(tempfile.mkdtemp())).app
 
 
 def _requests(app: Any, n: int) -> None:

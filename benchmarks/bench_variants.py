@@ -6,7 +6,7 @@ Each variant wraps the same Starlette hello-world; each row adds one thing to th
 
 - ``bare``: no middleware; ``pass``: a pure ASGI pass-through; ``wrap``: a ``send`` wrapper
   reading the status;
-- ``minimal``: DESIGN.md's floor of a root-span middleware: random ids, the clock, a
+- ``minimal``: the floor, a minimal root-span middleware: random ids, the clock, a
   ``ContextVar``, one compiled regex for the route, the status, a deque append at the last
   body chunk;
 - ``+receive``: a ``receive`` wrapper too;

@@ -42,7 +42,7 @@ def main() -> None:
     from benchmarks import inprocess, peers
 
     config = "bare" if args.mode == "bare" else "routetrace"
-    app, flush, _ = peers.setup(config, workdir)
+    app, flush, _, _ = peers.setup(config, workdir)
     writes = [0, 0.0, 0.0, 0]  # calls, wall s, thread CPU s, traces
     if config == "routetrace":
         from routetrace.backends.local import LocalStore

@@ -1,12 +1,23 @@
 """Part 1 of ``run_all``: each configuration's app called directly, in a tight loop.
 
-    .venv/bin/python -m benchmarks.inprocess --config routetrace -n 20000 -r 5
+    .venv/bin/python -m benchmarks.inprocess --config routetrace -n 5000
 
 Mixed requests: even ones ``GET /hello``, odd ones ``POST /chat/{i % 100}`` with a small JSON
-body, through an in-memory ``receive``/``send`` (no sockets). The export of each
-configuration runs while it is timed (its worker threads share the GIL, as in a server).
-Prints one JSON line: microseconds per request (best and median of the repetitions), the
-requests made, and the traces the backend holds after a flush.
+body, through an in-memory ``receive``/``send`` (no sockets). After a warm-up (flushed and
+brought to final form), one timed run, measured in CPU time, which a machine shared with
+other work does not inflate the way it does wall time:
+
+- *request path*: the CPU of the thread that runs the requests, during the loop;
+- *export*: the rest of the process's CPU (every thread, native ones included) from the loop's
+  start until the exporter's flush returns: whatever the exporter did alongside the loop and
+  what was left queued;
+- *deferred build*: the process's CPU bringing what was flushed to its backend's final form
+  (``Setup.final``: the local store's build on first read; nothing for the others, whose
+  final form is the encoded request the sink received);
+- *total*: the three together.
+
+Configurations that send somewhere send to :mod:`benchmarks.sink`, started here, in its own
+process. Prints one JSON line, with the traces the backend holds at the end.
 """
 
 from __future__ import annotations
@@ -15,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -63,63 +73,52 @@ async def _loop(app: Any, n: int) -> float:
     return time.perf_counter() - start
 
 
-def run(config: str, n: int, repeat: int, workdir: Path) -> dict[str, Any]:
-    from benchmarks.peers import setup
+def run(config: str, n: int, workdir: Path, warm: int = 1000) -> dict[str, Any]:
+    from benchmarks import sink
+    from benchmarks.peers import SINK_CONFIGS, environment, setup
 
-    app, flush, kept = setup(config, workdir)
-    warm = min(n, 2000)
-    asyncio.run(_loop(app, warm))
-    flush(300)
-    times = [asyncio.run(_loop(app, n)) / n * 1e6 for _ in range(repeat)]
-    started = time.perf_counter()
-    flushed = flush(300)
-    flush_s = time.perf_counter() - started
-    out = {"config": config, "best_us": min(times), "median_us": statistics.median(times),
-           "runs_us": times, "requests": warm + n * repeat,
-           "flushed": bool(flushed), "flush_s": flush_s,
-           # Everything the process spent, the export the loop left queued included: what a
-           # saturated server pays per request. The headline figure.
-           "all_us": statistics.mean(times) + flush_s * 1e6 / (n * repeat)}
+    running = sink.start(workdir) if config in SINK_CONFIGS else None
+    try:
+        os.environ.update(environment(config, workdir, running and running.port))
+        configured = setup(config, workdir)
+        app = configured.app
+        asyncio.run(_loop(app, warm))
+        configured.flush(300)
+        configured.final()
+        wall0, cpu0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
+        asyncio.run(_loop(app, n))
+        thread1, cpu1 = time.thread_time(), time.process_time()
+        flushed = configured.flush(300)
+        cpu2 = time.process_time()
+        configured.final()
+        cpu3, wall3 = time.process_time(), time.perf_counter()
+        kept = configured.kept()
+    finally:
+        if running is not None:
+            running.stop()
+    request_us = (thread1 - thread0) / n * 1e6
+    out = {"config": config, "requests": warm + n, "timed": n, "flushed": bool(flushed),
+           "request_us": request_us,
+           "export_us": (cpu2 - cpu0) / n * 1e6 - request_us,
+           "build_us": (cpu3 - cpu2) / n * 1e6,
+           "total_us": (cpu3 - cpu0) / n * 1e6,
+           "wall_us": (wall3 - wall0) / n * 1e6,
+           "loop_cpu_us": (cpu1 - cpu0) / n * 1e6, "kept": kept}
     if config == "routetrace":
-        from benchmarks.peers import snapshots_to_build
-
-        # The local store builds its snapshots when first read (or when idle): time that
-        # separately, here on the first count.
-        to_build = snapshots_to_build(workdir)
-        started = time.perf_counter()
-        out["kept"] = kept()
-        if to_build:
-            out["build_on_read_us"] = (time.perf_counter() - started) * 1e6 / to_build
-    else:
-        out["kept"] = kept()
-    if config == "routetrace":
-        # The request path alone: the same loop in slices of 1000 with the export worker held
-        # at its queue lock (the request path takes none), every slice written, untimed,
-        # before the next: what a request pays when the writer runs on another core.
         from routetrace.tracing.tracer import get_tracer
 
-        logger = get_tracer().logger
-        held = []
-        for _ in range(repeat):
-            seconds = 0.0
-            for start in range(0, n, 1000):
-                with logger._lock:
-                    seconds += asyncio.run(_loop(app, min(1000, n - start)))
-                flush(300)
-            held.append(seconds / n * 1e6)
-        out.update({"held_best_us": min(held), "held_median_us": statistics.median(held),
-                    "requests": out["requests"] + n * repeat, "kept": kept()})
+        out["left_to_build"] = int(get_tracer().backend.stats()["traces_to_build"])
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True)
-    parser.add_argument("-n", "--requests", type=int, default=20_000)
-    parser.add_argument("-r", "--repeat", type=int, default=5)
+    parser.add_argument("-n", "--requests", type=int, default=5000, help="timed requests")
+    parser.add_argument("--warm", type=int, default=1000, help="warm-up requests")
     args = parser.parse_args()
     workdir = Path(os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="bench-"))
-    print(json.dumps(run(args.config, args.requests, args.repeat, workdir)))
+    print(json.dumps(run(args.config, args.requests, workdir, args.warm)))
 
 
 if __name__ == "__main__":

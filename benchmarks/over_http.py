@@ -6,9 +6,15 @@ uvicorn parses HTTP with h11 (pure Python) unless ``--http httptools`` (its C pa
 ``uvicorn[standard]`` installs; in the ``dev`` extra). Load: ``wrk`` (mixed GET /hello and
 POST /chat/{n}, ``mixed.lua``) when it is on PATH
 (``apt-get install -y wrk``), else a bounded Python client (asyncio + raw HTTP/1.1 keep-alive
-connections). After a warm-up, one timed run; then the server's RSS is read from /proc, the
-server gets SIGTERM, and, once it has exited by itself, the traces its backend kept are counted.
-Prints one JSON line.
+connections). After a warm-up, ``GET /__bench/final`` (answered by the server process itself,
+untraced: the exporter flushed, then every trace brought to its backend's final form, the
+local store's deferred build included), then the server's CPU is read from /proc; one timed
+run, ``GET /__bench/final`` again and the CPU read again. So the server's CPU per request
+counts every trace to its final form, and *final-form requests/s* is the timed requests over
+the timed run's seconds plus the seconds the final call took: what the server sustains when
+it has to finish every trace, not only answer. Then the RSS is read, the server gets SIGTERM,
+and, once it has exited by itself, the traces its backend kept are counted. Configurations
+that send somewhere send to :mod:`benchmarks.sink`, started here. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +52,23 @@ def _rss_mib(pid: int) -> dict[str, float]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(value.split()[0]) / 1024
     return out
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU of the process, all its threads (/proc/PID/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _final(port: int) -> float:
+    """Ask the server to flush and finish every trace; the seconds it took."""
+    from benchmarks.peers import FINAL_PATH
+
+    started = time.perf_counter()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{FINAL_PATH}", timeout=300) as resp:
+        if not json.load(resp)["flushed"]:
+            raise RuntimeError("the server's exporter did not flush")
+    return time.perf_counter() - started
 
 
 def _wait_up(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -77,7 +101,9 @@ def run_wrk(url: str, seconds: float, connections: int) -> dict[str, Any]:
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s",
          str(HERE / "mixed.lua"), url], capture_output=True, text=True, check=True).stdout
     result: dict[str, Any] = {"tool": "wrk"}
-    result["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
+    done = re.search(r"(\d+) requests in ([\d.]+)(ms|s)", out)
+    result["requests"] = int(done.group(1))
+    result["seconds"] = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
     result["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     for pct in ("50", "99"):
         result[f"p{pct}_ms"] = _ms(re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out,
@@ -126,18 +152,21 @@ def run_python_client(port: int, seconds: float, connections: int) -> dict[str, 
     elapsed = asyncio.run(main())
     latencies.sort()
     return {"tool": "python", "requests": len(latencies), "rps": len(latencies) / elapsed,
+            "seconds": elapsed,
             "p50_ms": latencies[len(latencies) // 2] * 1e3,
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3, "errors": errors}
 
 
 def run(config: str, seconds: float, connections: int, workdir: Path,
         http: str = "h11") -> dict[str, Any]:
-    from benchmarks.peers import count_kept, environment
+    from benchmarks import sink
+    from benchmarks.peers import SINK_CONFIGS, count_kept, environment
 
     port = _free_port()
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "ROUTETRACE_", "OTEL_"))}
-    env.update(environment(config, workdir))
+           if not k.startswith(("MLFLOW_", "ROUTETRACE_", "OTEL_", "DD_", "SENTRY_"))}
+    running = sink.start(workdir) if config in SINK_CONFIGS else None
+    env.update(environment(config, workdir, running and running.port))
     env["PYTHONPATH"] = str(REPO)
     log = open(workdir / "server.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -152,10 +181,17 @@ def run(config: str, seconds: float, connections: int, workdir: Path,
         warm_s = max(1, min(2, int(seconds // 4)))  # wrk takes whole seconds
         if load:
             warm = run_wrk(url, warm_s, connections)
+            _final(port)
+            cpu0 = _cpu_s(proc.pid)
             result = run_wrk(url, seconds, connections)
         else:
             warm = run_python_client(port, warm_s, connections)
+            _final(port)
+            cpu0 = _cpu_s(proc.pid)
             result = run_python_client(port, seconds, connections)
+        result["final_s"] = _final(port)
+        result["server_cpu_us"] = (_cpu_s(proc.pid) - cpu0) / result["requests"] * 1e6
+        result["final_rps"] = result["requests"] / (result["seconds"] + result["final_s"])
         result.update({f"server_{k}": v for k, v in _rss_mib(proc.pid).items()})
         result["warmup_requests"] = warm["requests"]
         proc.send_signal(signal.SIGTERM)
@@ -167,9 +203,14 @@ def run(config: str, seconds: float, connections: int, workdir: Path,
             proc.kill()
             proc.wait()
         log.close()
+        try:
+            result_kept = count_kept(config, workdir)  # after the server is gone
+        finally:
+            if running is not None:
+                running.stop()
     result["config"] = config
     result["http_parser"] = http
-    result["kept"] = count_kept(config, workdir)  # after the server is gone
+    result["kept"] = result_kept
     result["sent"] = result["requests"] + result["warmup_requests"]
     return result
 

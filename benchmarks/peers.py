@@ -2,30 +2,77 @@
 
 The app is the same everywhere: a Starlette app with ``GET /hello`` → ``hi`` and
 ``POST /chat/{session}`` echoing its JSON body. ``setup(name, workdir)`` wraps it for one
-configuration and returns ``(app, flush, kept)``: ``flush(timeout)`` waits for the
-configuration's exporter, ``kept()`` counts the traces its backend actually holds.
+configuration and returns a :class:`Setup`: ``flush(timeout)`` waits for the configuration's
+exporter, ``final()`` brings what was flushed to its backend's final form (the local store's
+deferred build; nothing for the others, whose final form is the encoded request the sink
+received), ``kept()`` counts the traces its backend actually holds.
 
 - ``bare``: the app alone;
 - ``routetrace``: ``TracingMiddleware``, local store in ``workdir``, async logging;
+- ``routetrace-otlp``: the same, to an OTLP/HTTP protobuf collector (the sink): the encoding
+  the MLflow server backend sends;
+- ``routetrace-file``: the same, to an OTLP-JSON lines file;
 - ``otel``: ``opentelemetry-instrumentation-asgi``'s ``OpenTelemetryMiddleware``, SDK
-  ``TracerProvider`` + ``BatchSpanProcessor`` (defaults) + an exporter that only counts;
+  ``TracerProvider`` + ``BatchSpanProcessor`` + the OTLP/HTTP protobuf exporter to the sink;
 - ``otel-nosendrecv``: the same with ``exclude_spans=["receive", "send"]``;
+- ``ddtrace``: ddtrace's ``TraceMiddleware``, its writer sending to the sink as the agent;
+- ``logfire``: ``logfire.instrument_asgi``, ``send_to_logfire=False`` and a batch OTLP/HTTP
+  protobuf exporter to the sink;
+- ``sentry``: ``sentry_sdk.init`` (its Starlette integration), every transaction sampled, the
+  DSN pointing at the sink;
 - ``mlflow``: MLflow Tracing through a pure ASGI middleware around ``mlflow.start_span``,
   async trace logging (``MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=true``) to a SQLite store.
 
+Every queue is raised so that nothing is dropped: what is measured is keeping every trace.
 ``benchmarks.peers:app`` is the app for ``uvicorn`` (configuration from ``BENCH_CONFIG``,
-work directory from ``BENCH_DIR``).
+work directory from ``BENCH_DIR``, sink port from ``BENCH_SINK_PORT``); it answers
+``GET /__bench/final`` itself, untraced: flush, then final form, inside the server process.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-CONFIGS = ("bare", "routetrace", "otel", "otel-nosendrecv", "mlflow")
+from benchmarks import sink
+
+CONFIGS = ("bare", "routetrace", "routetrace-otlp", "routetrace-file", "otel",
+           "otel-nosendrecv", "ddtrace", "logfire", "sentry", "mlflow")
+# The package each configuration needs beyond the test extra (the ``bench`` extra has them).
+NEEDS = {"ddtrace": "ddtrace", "logfire": "logfire", "sentry": "sentry_sdk",
+         "otel": "opentelemetry.exporter.otlp.proto.http",
+         "otel-nosendrecv": "opentelemetry.exporter.otlp.proto.http"}
+SINK_CONFIGS = ("routetrace-otlp", "otel", "otel-nosendrecv", "ddtrace", "logfire", "sentry")
+FINAL_PATH = "/__bench/final"
+QUEUE = 1_000_000
+
+
+class Setup(NamedTuple):
+    """One configuration, ready: the app and how to drain and count its traces."""
+
+    app: Any
+    flush: Callable[[float], bool]
+    kept: Callable[[], int | None]
+    final: Callable[[], None]
+
+
+def _nothing() -> None:
+    return None
+
+
+def missing(name: str) -> str | None:
+    """Why configuration ``name`` cannot run here (a package not installed), or None."""
+    module = NEEDS.get(name)
+    try:
+        found = module is None or importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    return None if found else f"{module} is not installed (pip install -e '.[bench]')"
 
 
 def starlette_app() -> Any:
@@ -44,12 +91,27 @@ def starlette_app() -> Any:
                              Route("/chat/{session}", chat, methods=["POST"])])
 
 
-def environment(name: str, workdir: Path) -> dict[str, str]:
+def environment(name: str, workdir: Path, sink_port: int | None = None) -> dict[str, str]:
     """Environment variables a configuration needs before anything is imported."""
-    env: dict[str, str] = {"BENCH_CONFIG": name, "BENCH_DIR": str(workdir)}
+    env: dict[str, str] = {"BENCH_CONFIG": name, "BENCH_DIR": str(workdir),
+                           # Every exporter's queue raised: none may drop under saturation.
+                           "MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE": str(QUEUE),
+                           "OTEL_BSP_MAX_QUEUE_SIZE": str(QUEUE)}
+    sink_url = f"http://127.0.0.1:{sink_port}"
+    if sink_port is not None:
+        env["BENCH_SINK_PORT"] = str(sink_port)
     if name == "routetrace":
-        env.update({"MLFLOW_TRACKING_URI": str(workdir / "store"),
-                    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE": "1000000"})
+        env["MLFLOW_TRACKING_URI"] = str(workdir / "store")
+    elif name == "routetrace-otlp":
+        env["MLFLOW_TRACKING_URI"] = f"otlp+{sink_url}"
+    elif name == "routetrace-file":
+        env["MLFLOW_TRACKING_URI"] = (workdir / "traces.jsonl").as_uri()
+    elif name == "ddtrace":
+        env.update({"DD_TRACE_AGENT_URL": sink_url, "DD_SERVICE": "bench",
+                    "DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false",
+                    "DD_REMOTE_CONFIGURATION_ENABLED": "false",
+                    "DD_TRACE_STARTUP_LOGS": "false", "DD_TRACE_STATS_COMPUTATION_ENABLED": "false",
+                    "DD_TRACE_WRITER_BUFFER_SIZE_BYTES": str(256 << 20)})
     elif name == "mlflow":
         env.update({"MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
                     "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "true",
@@ -58,16 +120,24 @@ def environment(name: str, workdir: Path) -> dict[str, str]:
     return env
 
 
-def setup(name: str, workdir: Path) -> tuple[Any, Callable[[float], bool], Callable[[], int]]:
-    app = starlette_app()
+def setup(name: str, workdir: Path) -> Setup:
     if name == "bare":
-        return app, lambda timeout: True, lambda: 0
-    if name == "routetrace":
-        return _routetrace(app, workdir)
+        return Setup(starlette_app(), lambda timeout: True, lambda: None, _nothing)
+    if name.startswith("routetrace"):
+        return _routetrace(starlette_app(), workdir, local=name == "routetrace")
+    port = os.environ.get("BENCH_SINK_PORT", "")
+    if name in SINK_CONFIGS and not port:
+        raise ValueError(f"configuration {name!r} sends to the sink: set BENCH_SINK_PORT")
     if name in ("otel", "otel-nosendrecv"):
-        return _otel(app, workdir, exclude=name == "otel-nosendrecv")
+        return _otel(starlette_app(), workdir, port, exclude=name == "otel-nosendrecv")
+    if name == "ddtrace":
+        return _ddtrace(starlette_app(), workdir)
+    if name == "logfire":
+        return _logfire(starlette_app(), workdir, port)
+    if name == "sentry":
+        return _sentry(workdir, port)
     if name == "mlflow":
-        return _mlflow(app, workdir)
+        return _mlflow(starlette_app(), workdir)
     raise ValueError(f"unknown configuration {name!r}; one of {', '.join(CONFIGS)}")
 
 
@@ -83,8 +153,10 @@ def count_kept(name: str, workdir: Path) -> int | None:
             return store.count_traces()
         finally:
             store.close()
-    if name.startswith("otel"):
-        return _CountFile(workdir / "otel-exported.txt").total()
+    if name == "routetrace-file":
+        return sum(1 for p in workdir.glob("traces.jsonl*") for _ in p.open("rb"))
+    if name in SINK_CONFIGS:
+        return sink.kept(workdir)
     conn = sqlite3.connect(workdir / "mlflow.db")
     try:
         return conn.execute("SELECT COUNT(*) FROM trace_info").fetchone()[0]
@@ -92,18 +164,7 @@ def count_kept(name: str, workdir: Path) -> int | None:
         conn.close()
 
 
-def snapshots_to_build(workdir: Path) -> int:
-    """Traces the routetrace local store in ``workdir`` holds as snapshots not yet built."""
-    from routetrace.backends.local import LocalStore
-
-    store = LocalStore.from_uri(str(workdir / "store"))
-    try:
-        return int(store.stats()["traces_to_build"])
-    finally:
-        store.close()
-
-
-def _routetrace(app: Any, workdir: Path):
+def _routetrace(app: Any, workdir: Path, local: bool) -> Setup:
     import routetrace
     from routetrace.middleware import TracingMiddleware
 
@@ -112,52 +173,77 @@ def _routetrace(app: Any, workdir: Path):
         "routes": [{"path": "/chat/{session}", "experiment": "chat"}],
     })
 
-    return (traced, lambda timeout: routetrace.flush(timeout=timeout),
-            lambda: count_kept("routetrace", workdir))
+    def final() -> None:
+        # The local store keeps each batch as snapshots and builds them into trace rows on
+        # the first read: a read here, so that every trace is in the form search_traces
+        # and `routetrace traces list` answer from, inside the measured CPU.
+        routetrace.search_traces(max_results=1, return_type="list")
+
+    name = "routetrace" if local else os.environ["BENCH_CONFIG"]
+    return Setup(traced, lambda timeout: routetrace.flush(timeout=timeout),
+                 lambda: count_kept(name, workdir), final if local else _nothing)
 
 
-class _CountFile:
-    """Root spans exported, appended to a file per batch: the count survives a process that
-    dies before any exit hook runs (uvicorn re-raising SIGTERM)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def add(self, n: int) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(f"{n}\n")
-
-    def total(self) -> int:
-        try:
-            return sum(int(x) for x in self.path.read_text().split())
-        except FileNotFoundError:
-            return 0
-
-
-def _otel(app: Any, workdir: Path, exclude: bool):
+def _otel(app: Any, workdir: Path, port: str, exclude: bool) -> Setup:
     from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    counts = _CountFile(workdir / "otel-exported.txt")
-
-    class CountingExporter(SpanExporter):  # the "no-op" exporter: counts root spans, no I/O
-        def export(self, spans: Any) -> SpanExportResult:
-            roots = sum(1 for s in spans if s.parent is None or s.parent.is_remote)
-            if roots:
-                counts.add(roots)
-            return SpanExportResult.SUCCESS
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(CountingExporter()))
+    provider.add_span_processor(BatchSpanProcessor(
+        OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces")))
     trace.set_tracer_provider(provider)
     middleware = OpenTelemetryMiddleware(
         app, exclude_spans=["receive", "send"] if exclude else None)
-    return middleware, lambda timeout: provider.force_flush(int(timeout * 1000)), counts.total
+    return Setup(middleware, lambda timeout: provider.force_flush(int(timeout * 1000)),
+                 lambda: sink.kept(workdir), _nothing)
 
 
-def _mlflow(app: Any, workdir: Path):
+def _ddtrace(app: Any, workdir: Path) -> Setup:
+    from ddtrace.contrib.asgi import TraceMiddleware
+    from ddtrace.trace import tracer
+
+    def flush(timeout: float) -> bool:
+        tracer.flush()
+        return True
+
+    return Setup(TraceMiddleware(app), flush, lambda: sink.kept(workdir), _nothing)
+
+
+def _logfire(app: Any, workdir: Path, port: str) -> Setup:
+    import logfire
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    logfire.configure(
+        send_to_logfire=False, console=False, metrics=False, service_name="bench",
+        data_dir=workdir / ".logfire",
+        additional_span_processors=[BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces"))])
+
+    def flush(timeout: float) -> bool:
+        return bool(logfire.force_flush(int(timeout * 1000)))
+
+    return Setup(logfire.instrument_asgi(app), flush, lambda: sink.kept(workdir), _nothing)
+
+
+def _sentry(workdir: Path, port: str) -> Setup:
+    import sentry_sdk
+
+    # Before the app exists: the Starlette integration patches Starlette's classes.
+    sentry_sdk.init(dsn=f"http://public@127.0.0.1:{port}/1", traces_sample_rate=1.0,
+                    transport_queue_size=QUEUE, send_client_reports=False)
+
+    def flush(timeout: float) -> bool:
+        sentry_sdk.flush(timeout=timeout)
+        return True
+
+    return Setup(starlette_app(), flush, lambda: sink.kept(workdir), _nothing)
+
+
+def _mlflow(app: Any, workdir: Path) -> Setup:
     import mlflow
 
     mlflow.set_experiment("bench")  # creates the SQLite store now, not inside the timing
@@ -188,11 +274,32 @@ def _mlflow(app: Any, workdir: Path):
         mlflow.flush_trace_async_logging()
         return True
 
-    return MlflowTracingMiddleware(app), flush, lambda: count_kept("mlflow", workdir)
+    return Setup(MlflowTracingMiddleware(app), flush, lambda: count_kept("mlflow", workdir),
+                 _nothing)
+
+
+def served(configured: Setup) -> Any:
+    """The configured app with ``GET /__bench/final`` answered in front of it, untraced: the
+    over-HTTP runner calls it after the load, so that the flush and the final form happen
+    inside the server process, whose CPU it reads."""
+    app = configured.app
+
+    async def outer(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != FINAL_PATH:
+            await app(scope, receive, send)
+            return
+        flushed = configured.flush(120)
+        configured.final()
+        body = json.dumps({"flushed": bool(flushed)}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return outer
 
 
 def __getattr__(name: str) -> Any:
     if name == "app":  # uvicorn benchmarks.peers:app
-        app, _, _ = setup(os.environ["BENCH_CONFIG"], Path(os.environ["BENCH_DIR"]))
-        return app
+        return served(setup(os.environ["BENCH_CONFIG"], Path(os.environ["BENCH_DIR"])))
     raise AttributeError(name)

@@ -47,9 +47,10 @@ from routetrace.tracing.model import (
 )
 from routetrace.tracing.runs import active_run, start_run
 from routetrace.tracing.settings import SettingsError
+from routetrace.tracing.settings import load_settings as _load_settings
 from routetrace.tracing.span import LiveSpan
 from routetrace.tracing.spool import replay_spool
-from routetrace.tracing.tracer import get_tracer as _get_tracer
+from routetrace.tracing.tracer import get_tracer as _get_tracer  # noqa: F401 (tests, tools)
 
 __version__ = "0.1.0"
 
@@ -112,6 +113,7 @@ def _is_cli_process() -> bool:
     return script in ("routetrace", "routetrace.exe", "routetrace-script.py")
 
 
-# Read the environment now: a malformed variable fails at start-up, naming itself.
+# Read the environment now: a malformed variable fails at start-up, naming itself. Only read:
+# the tracer, OpenTelemetry and any thread or file wait for the first trace.
 if not _is_cli_process():
-    _get_tracer()
+    _load_settings()

@@ -127,6 +127,11 @@ class Backend(abc.ABC):
     def stats(self) -> dict[str, Any]:
         return {}
 
+    def exists(self) -> bool:
+        """False only for a local store nothing has written to yet, so reading commands can
+        say so instead of creating it; the other backends have nothing local to find."""
+        return True
+
     def before_fork(self) -> None:  # noqa: B027 - optional hook
         """Called in the parent just before ``os.fork``: finish anything in progress."""
 

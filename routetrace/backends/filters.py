@@ -16,7 +16,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FilterClause", "parse_filter", "parse_order_by", "to_sql"]
+__all__ = ["MAX_CLAUSES", "FilterClause", "parse_filter", "parse_order_by", "to_sql"]
+
+#: Conditions one filter may AND together. SQLite refuses deeper expression trees (1000 by
+#: default) with an error that names no part of the filter; this limit names it first.
+MAX_CLAUSES = 200
+# Numbers are stored as SQLite INTEGER (64-bit signed); a larger one cannot be bound.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 # (column, kind) for the fields of the trace row.
 _TRACE_FIELDS: dict[str, tuple[str, str]] = {
@@ -134,7 +140,7 @@ def parse_filter(text: str | None) -> list[FilterClause]:
         if k3 == "string":
             value: Any = _unquote(v3)
         elif k3 == "number":
-            value = float(v3) if "." in v3 else int(v3)
+            value = v3
         else:
             raise ValueError(
                 f"expected a quoted string or a number at character {p3 + 1}, found {v3!r}"
@@ -142,13 +148,12 @@ def parse_filter(text: str | None) -> list[FilterClause]:
         if vtype == "num":
             if op in ("LIKE", "ILIKE"):
                 raise ValueError(f"{v1} is a number: LIKE does not apply")
-            if not isinstance(value, (int, float)):
-                try:
-                    value = float(value) if "." in value else int(value)
-                except ValueError:
-                    raise ValueError(f"{v1} compares with a number, not {v3}") from None
-        elif not isinstance(value, str):
-            value = str(value)
+            value = _number(v1, value, p3)
+        if len(clauses) == MAX_CLAUSES:
+            raise ValueError(
+                f"too many conditions in the filter: more than {MAX_CLAUSES} joined by AND "
+                f"(the one at character {p1 + 1} is past the limit)"
+            )
         clauses.append(FilterClause(kind, key, op, value))
         i += 3
         if i == len(toks):
@@ -159,6 +164,23 @@ def parse_filter(text: str | None) -> list[FilterClause]:
                 f"expected AND at character {pos + 1}, found {word!r} (only AND is supported)"
             )
         i += 1
+
+
+def _number(field: str, text: str, pos: int) -> int | float:
+    """A numeric field's value, refused when SQLite could not compare it as stored."""
+    shown = text if len(text) <= 30 else f"{text[:12]}…{text[-6:]} ({len(text)} characters)"
+    digits = text.strip().lstrip("+-").split(".")[0].lstrip("0")
+    if len(digits) > 19:  # also spares int() a conversion of thousands of digits
+        raise ValueError(f"{field} at character {pos + 1}: {shown} is out of range "
+                         f"(a 64-bit integer, {_INT_MIN} to {_INT_MAX})")
+    try:
+        value: int | float = float(text) if "." in text else int(text)
+    except ValueError:
+        raise ValueError(f"{field} compares with a number, not {shown!r}") from None
+    if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+        raise ValueError(f"{field} at character {pos + 1}: {shown} is out of range "
+                         f"(a 64-bit integer, {_INT_MIN} to {_INT_MAX})")
+    return value
 
 
 def _condition(op: str, lhs: str, value: Any) -> tuple[str, Any]:

@@ -130,6 +130,19 @@ _TRACE_COLUMNS = (
 )
 
 
+def _experiment_id(value: object) -> int:
+    """An experiment id of this store: an integer SQLite can bind (64-bit)."""
+    try:
+        exp_id = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        exp_id = None
+    if exp_id is None or not -(2**63) <= exp_id <= 2**63 - 1:
+        text = str(value)
+        shown = text if len(text) <= 30 else f"{text[:12]}… ({len(text)} characters)"
+        raise ValueError(f"experiment id {shown!r} is not an id of the local store")
+    return exp_id
+
+
 def _locked(method):  # type: ignore[no-untyped-def]
     """Run a store method under the store's lock (see ``_sqlite_lock``)."""
     import functools
@@ -566,10 +579,7 @@ class LocalStore(Backend):
         if experiment_ids:
             ids = []
             for e in experiment_ids:
-                try:
-                    ids.append(int(e))
-                except (TypeError, ValueError):
-                    raise ValueError(f"experiment id {e!r} is not an id of the local store")
+                ids.append(_experiment_id(e))
             conditions.append(f"t.experiment_id IN ({','.join('?' * len(ids))})")
             params.extend(ids)
         if run_id:
@@ -598,7 +608,7 @@ class LocalStore(Backend):
         conditions = [where] if where else []
         if experiment_ids:
             conditions.append(f"t.experiment_id IN ({','.join('?' * len(experiment_ids))})")
-            params.extend(int(e) for e in experiment_ids)
+            params.extend(_experiment_id(e) for e in experiment_ids)
         sql = "SELECT COUNT(*) FROM traces t" + (
             f" WHERE {' AND '.join(conditions)}" if conditions else ""
         )
@@ -715,6 +725,9 @@ class LocalStore(Backend):
         except sqlite3.Error as exc:
             raise BackendError(f"local store {self.db_path}: {exc}") from exc
         return len(victims)
+
+    def exists(self) -> bool:
+        return self.db_path.exists()
 
     @_locked
     def stats(self) -> dict[str, Any]:

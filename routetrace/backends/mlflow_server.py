@@ -26,7 +26,6 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,6 +38,7 @@ from routetrace.backends.base import (
     check_delete_arguments,
     check_max_results,
 )
+from routetrace.backends.http import import_httpx, retry_after_seconds
 from routetrace.tracing.destination import Experiment
 from routetrace.tracing.model import (
     METADATA_CLIENT_REQUEST_ID,
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
     from routetrace.tracing.settings import Settings
 
-__all__ = ["MlflowServerBackend", "import_httpx", "retry_after_seconds"]
+__all__ = ["MlflowServerBackend"]
 
 log = logging.getLogger("routetrace")
 
@@ -74,31 +74,6 @@ _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # ``mlflow.spanFunctionName`` stays: @trace records it, so local traces have it too.
 _READ_BACK_DROP = (enc.TRACE_REQUEST_ID, enc.SPAN_TYPE, enc.SPAN_INPUTS, enc.SPAN_OUTPUTS,
                   "mlflow.spanLogLevel")
-
-
-def import_httpx(extra: str) -> Any:
-    try:
-        import httpx
-    except ImportError:
-        raise ImportError(
-            f"this tracking URI needs httpx: pip install 'routetrace[{extra}]'"
-        ) from None
-    return httpx
-
-
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    """``Retry-After`` as seconds (it may be a number or an HTTP date), capped at 5 minutes."""
-    raw = response.headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            value = parsedate_to_datetime(raw).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, min(value, 300.0))
 
 
 def _server_message(response: httpx.Response) -> str:

@@ -26,7 +26,7 @@ from routetrace.backends.base import (
     ExperimentInfo,
     LabelledExperiments,
 )
-from routetrace.backends.mlflow_server import import_httpx, retry_after_seconds
+from routetrace.backends.http import import_httpx, retry_after_seconds
 from routetrace.tracing.model import Trace
 
 if TYPE_CHECKING:

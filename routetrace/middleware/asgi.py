@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import os
 import random
 import time
@@ -24,15 +25,19 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
 from routetrace.middleware.capture import Exchange, parse_traceparent
+from routetrace.middleware.frameworks import watch_exceptions
 from routetrace.middleware.guard import Untraced, abandon, report
 from routetrace.middleware.types import ASGIApp, Message, Receive, Scope, Send
-from routetrace.routing.config import load
+from routetrace.routing.config import ConfigError, load
 from routetrace.routing.table import RouteTable
 from routetrace.tracing import tracer as tracer_mod
 from routetrace.tracing.destination import _context_destination
-from routetrace.tracing.span import NO_OP_SPAN
+from routetrace.tracing.otel_bridge import current_request
+from routetrace.tracing.span import NO_OP_SPAN, LiveSpan
 
 __all__ = ["TracingMiddleware"]
+
+log = logging.getLogger("routetrace")
 
 _partial = functools.partial
 _random = random.random
@@ -73,16 +78,30 @@ class TracingMiddleware:
     ``config`` is a route table file, a loaded :class:`~routetrace.routing.RouteTable`, a
     mapping, or None to find one (``ROUTETRACE_CONFIG``, ``./routetrace.toml``,
     ``[tool.routetrace]`` in ``./pyproject.toml``, else trace everything into the default
-    experiment). A bad table raises :class:`~routetrace.routing.ConfigError` here, at start-up.
+    experiment). A bad table raises :class:`~routetrace.routing.ConfigError` here; when this
+    runs inside a server's event loop (Starlette builds ``add_middleware`` middleware lazily,
+    in the first ASGI call, the lifespan's), the server's start-up fails with that message
+    instead, and requests pass through untraced.
     """
 
     def __init__(self, app: ASGIApp, *, config: _Config = None) -> None:
         self.app = app
         self._otel_var, self._span_key = _otel_context_var()
-        self.table = load(config)
+        try:
+            self.table = load(config)
+        except ConfigError as exc:
+            if not _in_event_loop():
+                raise
+            # Raised here, inside the framework's first ASGI call, the error would only make
+            # uvicorn call lifespan "unsupported", then every request a 500. Fail start-up.
+            self.__class__ = _BrokenTable
+            self.config_error = exc
+            return
         header = self.table.trace_id_header
         self._trace_id_header = header.encode("latin-1") if header else None
         self._default_experiment = self.table.default_experiment
+        self._framework_spans = self.table.framework_spans
+        watch_exceptions()  # Django's error pages: the exception is recorded on the span
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -115,6 +134,15 @@ class TracingMiddleware:
                 if name == b"traceparent":
                     remote = parse_traceparent(value)
                     break
+            if tracer.table_default is None:  # for traces started outside any request
+                tracer.table_default = self._default_experiment
+            otel_var = self._otel_var
+            outer = otel_var.get() if otel_var is not None else None
+            if remote is None and outer:
+                # An OpenTelemetry server layer outside this one (FastAPI's telemetry with the
+                # app's SDK, an OpenTelemetry ASGI middleware) already has a span for this
+                # request: continue its trace, so the app's exporter sees one trace id.
+                remote = _outer_parent(outer.get(self._span_key))
             experiment = rule.experiment
             if experiment is not None:
                 dest_token = _context_destination.set(experiment)
@@ -127,16 +155,17 @@ class TracingMiddleware:
             ex.root_path = scope.get("root_path", "")
             ex.span = span
             ex._header = self._trace_id_header
+            if self._framework_spans:
+                ex.framework_spans = True
             span._deferred = ex
-            otel_var = self._otel_var
             if otel_var is not None:
                 # Building a Context (a dict subclass) from a mapping is the costly part:
                 # copy the parent only when there is one (usually the context is empty).
-                parent = otel_var.get()
-                ctx_token = otel_var.set(_Context({**parent, self._span_key: span}) if parent
+                ctx_token = otel_var.set(_Context({**outer, self._span_key: span}) if outer
                                          else _Context({self._span_key: span}))
             else:
                 ctx_token = _attach(_set_span_in_context(span))
+            request_token = current_request.set(ex)
         except Exception as exc:
             abandon(exc, span, dest_token)
             await self.app(scope, receive, send)
@@ -158,6 +187,7 @@ class TracingMiddleware:
                     otel_var.reset(ctx_token)
                 else:
                     _detach(ctx_token)
+                current_request.reset(request_token)
                 if dest_token is not None:
                     _context_destination.reset(dest_token)
             except Exception:
@@ -166,11 +196,52 @@ class TracingMiddleware:
                 ex.end()  # the app returned without finishing its response: end here
 
 
+def _outer_parent(span: Any) -> tuple[int, int] | None:
+    """(trace id, span id) of another layer's current span, or None (none, or routetrace's)."""
+    if span is None or span.__class__ is LiveSpan:
+        return None
+    context = span.get_span_context()
+    return (context.trace_id, context.span_id) if context.is_valid else None
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class _BrokenTable(TracingMiddleware):
+    """A ``TracingMiddleware`` whose route table failed to load inside a running server: the
+    lifespan start-up fails with the error, so the server exits; requests, if a server without
+    lifespan sends any, reach the app untouched and untraced."""
+
+    config_error: ConfigError
+    _reported = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.failed",
+                            "message": f"routetrace: {self.config_error}"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+            return
+        if not self._reported:
+            self._reported = True
+            log.error("routetrace: not tracing, the route table is broken: %s",
+                      self.config_error)
+        await self.app(scope, receive, send)
+
+
 class _ASGIExchange(Exchange):
     """One request's capture; the wrappers of ``receive`` and ``send`` below report to it."""
 
     _header: bytes | None = None
     _trailers = False
+    framework_spans = False  # FastAPI's own telemetry spans join the trace (route table)
     _end_ns: int | None = None
 
     def end(self, status: int | None = None) -> None:
@@ -192,13 +263,30 @@ class _ASGIExchange(Exchange):
         except Exception:
             report("ending the request span")
 
-    def fail(self, exc: BaseException) -> None:
-        if self.ended:
-            return  # e.g. a background task failing after the response: not this request's
+    # id() of the exception recorded by caught(), not the exception: its traceback holds the
+    # frames of the whole request, the response iterable among them, and the trace would hold
+    # them all until it is exported.
+    _caught = 0
+
+    def caught(self, exc: BaseException) -> None:
+        """The framework caught ``exc`` and answers an error page (Django's
+        ``got_request_exception``): record it on the request's span."""
+        if self.ended or id(exc) == self._caught:
+            return
+        self._caught = id(exc)
         try:
             self.span.record_exception(exc)
         except Exception:
             report("recording an exception")
+
+    def fail(self, exc: BaseException) -> None:
+        if self.ended:
+            return  # e.g. a background task failing after the response: not this request's
+        if id(exc) != self._caught:  # a framework that re-raises what it reported
+            try:
+                self.span.record_exception(exc)
+            except Exception:
+                report("recording an exception")
         self.end()
 
     def _with_trace_id(self, message: Message) -> Message:
@@ -233,7 +321,10 @@ async def _http_receive(ex: _ASGIExchange, inner: Receive) -> Message:
                 ex.keep_request_chunk(message.get("body", b""))
         elif kind == "http.disconnect" and not ex.ended:
             ex.disconnected = True
-            ex.end()
+            if ex.status is not None:
+                ex.end()  # a response under way (a stream nobody reads any more) ends here
+            # Else the app is still reading the request (an upload cut short): it answers or
+            # raises next (Starlette raises ClientDisconnect), and the span ends with that.
     except Exception:
         report("request capture")
     return message

@@ -2,21 +2,22 @@
 
 The request path only stores references (the scope or environ, the response status and header
 list, body chunks up to the cap) on an :class:`Exchange`. On the export worker,
-:meth:`Exchange.facts` keeps what may be stored (kept headers, credentials replaced, the query
-redacted) without decoding anything; :func:`apply` decodes it, parses JSON bodies and fills
+:meth:`Exchange.facts` keeps what may be stored (kept headers, credentials and secret keys
+replaced, the query redacted, captured bodies decoded and scrubbed: nothing secret may reach a
+store's snapshot); :func:`apply` decodes the headers and fills
 inputs, outputs and OpenTelemetry HTTP semantic-convention attributes, either at once
 (calling the exchange: it is the root span's ``_deferred`` hook) or when a store builds a snapshot.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
 
 from routetrace.middleware import frameworks
+from routetrace.middleware.redact import REDACTED, parse_json, scrub_pairs, scrub_text
+from routetrace.routing.scrub import DEFAULT_POLICY, KeyPolicy
 from routetrace.tracing.serialize import clean
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["REDACTED", "Exchange", "StoredRule", "apply", "parse_traceparent", "redact_query",
            "rule_to_json"]
-
-REDACTED = "REDACTED"  # the placeholder OpenTelemetry's semantic conventions use
 
 _TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 
@@ -47,46 +46,55 @@ def parse_traceparent(value: bytes) -> tuple[int, int] | None:
     return trace_id, span_id
 
 
-def redact_query(query: str, keys: frozenset[str]) -> str:
-    """The query string with the values of sensitive keys replaced by ``REDACTED``."""
-    if not query:
-        return query
-    parts = query.split("&")
-    for i, part in enumerate(parts):
-        name, sep, _ = part.partition("=")
-        if sep and unquote_plus(name).strip().lower() in keys:
-            parts[i] = f"{name}={REDACTED}"
-    return "&".join(parts)
+def redact_query(query: str, keys: frozenset[str], policy: KeyPolicy = DEFAULT_POLICY) -> str:
+    """The query string with the values of sensitive keys replaced by ``REDACTED``: keys in
+    ``keys`` (lower-case) and keys ``policy`` denies."""
+    return scrub_pairs(query, policy, keys)
 
 
 _FIRST = {"host": 0, "user-agent": 1, "content-type": 2}
 _REDACTED_BYTES = REDACTED.encode("ascii")
-_filters: dict[tuple[frozenset[str] | None, frozenset[str]],
-               tuple[frozenset[Any] | None, frozenset[Any] | None]] = {}
+_filters: dict[tuple[frozenset[str] | None, frozenset[str], KeyPolicy],
+               tuple[frozenset[Any] | None, Any]] = {}
 
 
-def _filter(wanted: frozenset[str] | None,
-            redact: frozenset[str]) -> tuple[frozenset[Any] | None, frozenset[Any] | None]:
+class _SecretNames:
+    """``name in redact`` for any header name when every header is captured: the named ones,
+    and those the key policy denies (a header is a key like any other)."""
+
+    __slots__ = ("names", "policy")
+
+    def __init__(self, names: frozenset[Any], policy: KeyPolicy) -> None:
+        self.names = names
+        self.policy = policy
+
+    def __contains__(self, name: Any) -> bool:
+        return name in self.names or self.policy.denies(_text(name))
+
+
+def _filter(wanted: frozenset[str] | None, redact: frozenset[str],
+            policy: KeyPolicy) -> tuple[frozenset[Any] | None, Any]:
     """``(keep, redact)`` name sets for :func:`_kept`, as both ``str`` and ``bytes``.
 
     ``keep`` is None when every header is captured; ``redact`` is None when no kept header
     can need it (the usual case: one set lookup a header, nothing more).
     """
-    found = _filters.get((wanted, redact))
+    found = _filters.get((wanted, redact, policy))
     if found is None:
         redact_any = frozenset(redact) | {n.encode("latin-1") for n in redact}
         if wanted is None:
-            found = (None, redact_any)
+            found = (None, _SecretNames(redact_any, policy))
         else:
             names = set(wanted) | set(_FIRST)
+            secret = {n for n in names if n in redact or policy.denies(n)}
+            secret_any = frozenset(secret) | {n.encode("latin-1") for n in secret}
             keep = frozenset(names) | {n.encode("latin-1") for n in names}
-            found = (keep, redact_any if keep & redact_any else None)
-        _filters[(wanted, redact)] = found
+            found = (keep, secret_any or None)
+        _filters[(wanted, redact, policy)] = found
     return found
 
 
-def _kept(pairs: Iterable[Any], keep: frozenset[Any] | None,
-          redact: frozenset[Any] | None) -> list[Any]:
+def _kept(pairs: Iterable[Any], keep: frozenset[Any] | None, redact: Any) -> list[Any]:
     """The header pairs the capture reads, credentials already replaced: what may be stored.
 
     Nothing is decoded here (this runs on the export worker for every request); names are
@@ -149,12 +157,20 @@ def _scan(pairs: Iterable[Any], wanted: frozenset[str] | None
     return captured, first
 
 
-def _body(data: bytes, size: int, cap: int, content_type: str) -> Any:
+def _content_type(pairs: Iterable[Any]) -> str:
+    for name, value in pairs:
+        if _text(name).lower() == "content-type":
+            return _text(value)
+    return ""
+
+
+def _body(data: bytes, size: int, cap: int, content_type: str, policy: KeyPolicy) -> Any:
+    """A captured body as stored: parsed JSON or text, the values of secret keys replaced."""
     truncated = size > cap
     if not truncated and "json" in content_type:
         try:
-            return json.loads(data)
-        except ValueError:
+            return parse_json(data, policy)
+        except (ValueError, RecursionError):
             pass
     try:
         text = data.decode("utf-8")
@@ -162,6 +178,7 @@ def _body(data: bytes, size: int, cap: int, content_type: str) -> Any:
         if not (truncated and exc.start >= len(data) - 3):  # not just a cut multi-byte char
             return f"<{size} bytes of binary data>"
         text = data[: exc.start].decode("utf-8")
+    text = scrub_text(text, content_type, policy)
     if truncated:
         text += f"... [truncated: {size} bytes in total, {cap} kept]"
     return text
@@ -213,14 +230,16 @@ class Exchange:
         """What :func:`apply` needs, as plain data, with nothing secret left in it.
 
         Runs on the export worker for every request, so it does as little as it can: no
-        decoding, just references and the headers that are kept (uncaptured ones dropped,
-        credentials replaced, the query string redacted). A store may keep the result as it
-        is (:mod:`routetrace.tracing.snapshot`) and apply it when first read. Element 0 is
-        the rule (or ``rule_ref(rule)``: the snapshot's index of it); the rest is bytes, str,
-        int, bool, None, tuples and lists.
+        decoding of headers, just references and the headers that are kept (uncaptured ones
+        dropped, credentials and secret keys replaced, the query string redacted). A captured
+        body is decoded and scrubbed here, since its secrets can only be found by parsing it.
+        A store may keep the result as it is (:mod:`routetrace.tracing.snapshot`) and apply
+        it when first read. Element 0 is the rule (or ``rule_ref(rule)``: the snapshot's
+        index of it); the rest is bytes, str, int, float, bool, None, tuples, lists and dicts.
         """
         table, rule = self.table, self.rule
-        keep, redact = _filter(rule.capture_headers, table.redact_headers)
+        policy = rule.key_policy or table.key_policy
+        keep, redact = _filter(rule.capture_headers, table.redact_headers, policy)
         if self.scope is not None:
             scope = self.scope
             kind = "websocket" if scope.get("type") == "websocket" else "http"
@@ -240,16 +259,19 @@ class Exchange:
             request = _kept(_environ_headers(env), keep, redact)
             template = self.route or frameworks.wsgi_route(env)
         if query:
-            query = redact_query(_text(query), table.redact_query)
+            query = redact_query(_text(query), table.redact_query, policy)
         response = self.response_headers
         if response:
             response = _kept(response, keep, redact)
         request_body = response_body = None
-        if rule.capture_body:
+        cap = rule.capture_body
+        if cap:
             if self.req_body is not None:
-                request_body = b"".join(self.req_body)[: rule.capture_body]
+                request_body = _body(b"".join(self.req_body)[:cap], self.req_size, cap,
+                                     _content_type(request), policy)
             if self.resp_body is not None:
-                response_body = b"".join(self.resp_body)[: rule.capture_body]
+                response_body = _body(b"".join(self.resp_body)[:cap], self.resp_size, cap,
+                                      _content_type(response or ()), policy)
         return (
             rule if rule_ref is None else rule_ref(rule),
             kind, self.method, self.path, query or "", scheme, client, protocol, template,
@@ -289,13 +311,15 @@ def apply(span: LiveSpan, facts: Sequence[Any]) -> None:
     wanted = rule.capture_headers
     request_headers, (host, user_agent, content_type) = _scan(request_pairs or (), wanted)
     response_headers, response_first = _scan(response_pairs or (), wanted)
+    # Bodies come decoded and scrubbed from :meth:`Exchange.facts`; bytes are a snapshot
+    # stored before bodies were scrubbed there, scrubbed now by the default key list.
     if rule.capture_body:
-        if request_body is not None:
+        if request_body.__class__ is bytes:
             request_body = _body(request_body, request_size, rule.capture_body,
-                                 content_type or "")
-        if response_body is not None:
+                                 content_type or "", DEFAULT_POLICY)
+        if response_body.__class__ is bytes:
             response_body = _body(response_body, response_size, rule.capture_body,
-                                  response_first[2] or "")
+                                  response_first[2] or "", DEFAULT_POLICY)
     client_address = client_port = None
     if client and client[0]:
         client_address = str(client[0])

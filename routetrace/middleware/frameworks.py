@@ -9,15 +9,26 @@ Nothing here imports a framework until it is used. The middleware reads, in orde
 - Django: :class:`DjangoRouteMiddleware` (add it to ``MIDDLEWARE``) records
   ``request.resolver_match.route``;
 - Quart: :func:`init_quart` registers a ``before_request`` hook recording ``url_rule.rule``.
+
+An exception the framework catches and answers with an error page never reaches the
+middleware; Flask and Django report it with their ``got_request_exception`` signal, which
+:func:`watch_exceptions` connects so that it is recorded on the request's span.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+from opentelemetry import trace as otel_trace
+
+from routetrace.middleware.guard import report
+from routetrace.tracing.span import LiveSpan
+
 __all__ = [  # noqa: F822 (DjangoRouteMiddleware is built lazily by __getattr__)
-    "DjangoRouteMiddleware", "asgi_route", "init_quart", "set_route", "wsgi_route"]
+    "DjangoRouteMiddleware", "asgi_route", "init_quart", "record_caught_exception",
+    "set_route", "watch_exceptions", "wsgi_route"]
 
 ROUTE_KEY = "routetrace.route"
 
@@ -68,8 +79,56 @@ def init_quart(app: Any) -> Any:
     return app
 
 
+def record_caught_exception(exc: BaseException) -> None:
+    """Record ``exc``, which the framework caught and answered with an error page, on the
+    current request's span (a no-op outside a traced request). Never raises."""
+    try:
+        span = otel_trace.get_current_span()
+        if span.__class__ is not LiveSpan:
+            return
+        trace = span.trace  # type: ignore[attr-defined]
+        root = trace.root
+        if trace.finished or root is None:
+            return
+        caught = getattr(root._deferred, "caught", None)  # the middleware's exchange
+        if caught is not None:
+            caught(exc)
+    except Exception:
+        report("recording a caught exception")
+
+
+def watch_exceptions() -> None:
+    """Connect :func:`record_caught_exception` to Flask's and Django's
+    ``got_request_exception``, for whichever of them is imported (none is imported here).
+
+    Both middlewares call it when they are created; calling it again changes nothing.
+    """
+    flask = sys.modules.get("flask")
+    if flask is not None:
+        flask.got_request_exception.connect(_flask_exception)
+    if "django" in sys.modules:
+        try:
+            from django.core.signals import got_request_exception
+        except ImportError:  # a broken or partial Django: nothing to connect to
+            return
+        got_request_exception.connect(_django_exception, dispatch_uid="routetrace.caught")
+
+
+def _flask_exception(sender: Any, exception: BaseException | None = None, **extra: Any) -> None:
+    if exception is not None:
+        record_caught_exception(exception)
+
+
+def _django_exception(sender: Any, request: Any = None, **kwargs: Any) -> None:
+    exc = sys.exc_info()[1]  # Django sends the signal from its ``except`` block
+    if exc is not None:
+        record_caught_exception(exc)
+
+
 def _django_middleware() -> type:
     from django.utils.deprecation import MiddlewareMixin
+
+    watch_exceptions()
 
     class DjangoRouteMiddleware(MiddlewareMixin):
         """Django middleware recording ``resolver_match.route`` for the span name.

@@ -20,7 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
 from routetrace.middleware.capture import Exchange, parse_traceparent
-from routetrace.middleware.frameworks import wsgi_route
+from routetrace.middleware.frameworks import watch_exceptions, wsgi_route
 from routetrace.middleware.guard import Untraced, abandon, report
 from routetrace.routing.config import load
 from routetrace.routing.table import RouteTable, Rule
@@ -50,6 +50,7 @@ class WSGITracingMiddleware:
         self.app = app
         self.table = load(config)
         self._trace_id_header = self.table.trace_id_header or None
+        watch_exceptions()  # Flask's and Django's error pages: the exception on the span
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         tracer = tracer_mod._tracer or tracer_mod.get_tracer()
@@ -72,6 +73,8 @@ class WSGITracingMiddleware:
         try:
             raw = environ.get("HTTP_TRACEPARENT")
             remote = parse_traceparent(raw.encode("latin-1")) if raw else None
+            if tracer.table_default is None:  # for traces started outside any request
+                tracer.table_default = self.table.default_experiment
             experiment = rule.experiment
             if experiment is not None:
                 dest_token = _context_destination.set(experiment)
@@ -112,13 +115,30 @@ class _WSGIExchange(Exchange):
         super().__init__(table, rule, method, path)
         self._header = header
 
-    def fail(self, exc: BaseException) -> None:
-        if self.ended:
+    # id() of the exception recorded by caught(), not the exception: its traceback holds the
+    # frames of the whole request, the response iterable among them, and the trace would hold
+    # them all until it is exported.
+    _caught = 0
+
+    def caught(self, exc: BaseException) -> None:
+        """The framework caught ``exc`` and answers an error page (Flask's and Django's
+        ``got_request_exception``): record it on the request's span."""
+        if self.ended or id(exc) == self._caught:
             return
+        self._caught = id(exc)
         try:
             self.span.record_exception(exc)
         except Exception:
             report("recording an exception")
+
+    def fail(self, exc: BaseException) -> None:
+        if self.ended:
+            return
+        if id(exc) != self._caught:  # a framework that re-raises what it reported
+            try:
+                self.span.record_exception(exc)
+            except Exception:
+                report("recording an exception")
         self.end()
 
     def end(self) -> None:
@@ -204,6 +224,25 @@ class _TracedBody:
             except Exception:
                 report("response capture")
         return chunk
+
+    def __del__(self) -> None:
+        # Released without close(): a test client that reads only the status (Flask's and
+        # Werkzeug's do not close an unread response). Close it, which ends the span with the
+        # status the app gave, rather than leave the trace open until exit and export it as
+        # an ERROR. In the request's context: a streamed body suspended inside a span resets
+        # the current span as it closes, which must not leak into whatever context the
+        # garbage collector runs in.
+        ex = self._ex
+        if ex.ended:
+            return
+        try:
+            token = _attach(_set_span_in_context(ex.span))
+            try:
+                self.close()
+            finally:
+                _detach(token)
+        except Exception:
+            report("closing a released response")
 
     def close(self) -> None:
         try:

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from routetrace.routing.patterns import PatternError, compile_pattern
+from routetrace.routing.scrub import ALWAYS_SECRET, DEFAULT_POLICY, KeyPolicy, normalise
 from routetrace.routing.table import (
     DEFAULT_BODY_CAP,
     DEFAULT_CAPTURE_HEADERS,
@@ -37,11 +38,12 @@ __all__ = ["ROUTE_KEYS", "TOP_LEVEL_KEYS", "ConfigError", "from_mapping", "load"
 
 TOP_LEVEL_KEYS = (
     "experiment", "service_name", "capture_headers", "redact_headers", "redact_query",
-    "capture_body", "trace_id_header", "exclude", "routes",
+    "capture_body", "trace_id_header", "exclude", "framework_spans", "redact_keys",
+    "safe_keys", "routes",
 )
 ROUTE_KEYS = (
     "path", "methods", "experiment", "enabled", "sample_rate", "capture_body",
-    "capture_headers", "timeout_seconds", "span_type", "tags",
+    "capture_headers", "timeout_seconds", "span_type", "tags", "redact_keys", "safe_keys",
 )
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 token (header/method names)
 _ToKey = tuple[Any, ...]
@@ -208,6 +210,26 @@ class _Validator:
                 raise self.error((*path, i), f"{name!r} is not a valid header name")
         return frozenset(n.lower() for n in names)
 
+    def key_names(self, value: Any, path: _ToKey, *, safe: bool) -> list[str]:
+        names = self.strings(value, path)
+        for i, name in enumerate(names):
+            key = normalise(name)
+            if not key:
+                raise self.error((*path, i), f"{name!r} has no letters or digits to match")
+            if safe and key in ALWAYS_SECRET:
+                raise self.error((*path, i), f"{name!r} is a credential, always redacted; "
+                                 "it cannot be a safe key")
+        return names
+
+    def key_policy(self, entry: Mapping[str, Any], path: _ToKey,
+                   base: KeyPolicy) -> KeyPolicy | None:
+        """``base`` extended by the entry's ``redact_keys`` and ``safe_keys``; None if none."""
+        if "redact_keys" not in entry and "safe_keys" not in entry:
+            return None
+        return base.extended(
+            self.key_names(entry.get("redact_keys", []), (*path, "redact_keys"), safe=False),
+            self.key_names(entry.get("safe_keys", []), (*path, "safe_keys"), safe=True))
+
     def pattern(self, value: Any, path: _ToKey) -> str:
         self.string(value, path)
         try:
@@ -248,6 +270,7 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "<mapping>",
         q.lower() for q in v.strings(data.get("redact_query", []), ("redact_query",))
     )
     capture_body = v.cap(data.get("capture_body", False), ("capture_body",))
+    key_policy = v.key_policy(data, (), DEFAULT_POLICY) or DEFAULT_POLICY
     trace_id_header = v.string(data.get("trace_id_header", "x-trace-id"),
                                ("trace_id_header",), empty_ok=True).strip().lower()
     if trace_id_header and not _TOKEN.match(trace_id_header):
@@ -257,6 +280,7 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "<mapping>",
         v.pattern(p, ("exclude", i))
         for i, p in enumerate(v.strings(data.get("exclude", []), ("exclude",)))
     )
+    framework_spans = v.boolean(data.get("framework_spans", False), ("framework_spans",))
     routes = data.get("routes", [])
     if not isinstance(routes, list):
         raise v.error(("routes",), "must be an array of tables: write each rule as [[routes]]")
@@ -265,17 +289,19 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "<mapping>",
         path: _ToKey = ("routes", i)
         if not isinstance(entry, Mapping):
             raise v.error(path, f"each rule must be a table ([[routes]]), not {_kind(entry)}")
-        rules.append(_rule(v, entry, path, i, capture_headers, capture_body))
+        rules.append(_rule(v, entry, path, i, capture_headers, capture_body, key_policy))
     return RouteTable(
         rules=tuple(rules), exclude=exclude, default_experiment=default_experiment,
         service_name=service_name, capture_headers=capture_headers,
         redact_headers=redact_headers, redact_query=redact_query, capture_body=capture_body,
-        trace_id_header=trace_id_header, source=source,
+        trace_id_header=trace_id_header, source=source, framework_spans=framework_spans,
+        key_policy=key_policy,
     )
 
 
 def _rule(v: _Validator, entry: Mapping[str, Any], path: _ToKey, index: int,
-          capture_headers: frozenset[str] | None, capture_body: int) -> Rule:
+          capture_headers: frozenset[str] | None, capture_body: int,
+          key_policy: KeyPolicy) -> Rule:
     v.check_keys(entry, ROUTE_KEYS, path, TOP_LEVEL_KEYS,
                  "that key is only allowed at the top level of the table.")
     if "path" not in entry:
@@ -329,6 +355,7 @@ def _rule(v: _Validator, entry: Mapping[str, Any], path: _ToKey, index: int,
         tags=MappingProxyType(tags),
         index=index,
         line=v.lines.line_of(path) if v.lines else None,
+        key_policy=v.key_policy(entry, path, key_policy),
     )
 
 
@@ -342,7 +369,7 @@ def load_file(path: str | os.PathLike[str]) -> RouteTable:
     try:
         raw = Path(file).read_bytes()
     except FileNotFoundError:
-        raise ConfigError("no such file", file=file) from None
+        raise ConfigError(_missing(file), file=file) from None
     except OSError as exc:
         raise ConfigError(f"cannot read it: {exc.strerror or exc}", file=file) from None
     try:
@@ -363,6 +390,14 @@ def load_file(path: str | os.PathLike[str]) -> RouteTable:
                             _lines=_LineIndex(text, ("tool", "routetrace")),
                             _prefix="tool.routetrace")
     return from_mapping(data, source=file, _lines=_LineIndex(text))
+
+
+def _missing(file: str) -> str:
+    """Say where a file was looked for: a relative path depends on the server's directory."""
+    if os.path.isabs(file):
+        return "no such file"
+    return (f"no such file in {Path(file).absolute().parent} (a relative path is read from "
+            "the working directory: start the server there, or give an absolute path)")
 
 
 def _pyproject_has_table(path: Path) -> bool:
@@ -390,8 +425,8 @@ def load(config: RouteTable | Mapping[str, Any] | str | os.PathLike[str] | None 
         try:
             return load_file(explicit)
         except ConfigError as exc:
-            if exc.problem == "no such file":
-                raise ConfigError("no such file (named by ROUTETRACE_CONFIG)",
+            if exc.problem.startswith("no such file"):
+                raise ConfigError(f"{exc.problem} (named by ROUTETRACE_CONFIG)",
                                   file=exc.file) from None
             raise
     base = Path(cwd) if cwd is not None else Path.cwd()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from routetrace.routing.scrub import DEFAULT_POLICY, KeyPolicy
 from routetrace.routing.table import RouteTable, Rule
 from routetrace.tracing.destination import Experiment
 
@@ -30,6 +31,16 @@ def _headers(names: frozenset[str] | None) -> str:
     return ", ".join(sorted(names)) or "none"
 
 
+def _keys(policy: KeyPolicy) -> str:
+    added = sorted(policy.denied - DEFAULT_POLICY.denied)
+    text = f"{len(DEFAULT_POLICY.denied)} default names"
+    if added:
+        text += " + " + ", ".join(added)
+    if policy.safe:
+        text += "; safe: " + ", ".join(sorted(policy.safe))
+    return text
+
+
 def _rule_lines(table: RouteTable, rule: Rule) -> list[str]:
     lines = [f"experiment: {_destination(table, rule).removeprefix('experiment ')}"]
     if not rule.enabled:
@@ -43,6 +54,8 @@ def _rule_lines(table: RouteTable, rule: Rule) -> list[str]:
         lines.append(f"span_type: {rule.span_type}")
     lines.append(f"capture_body: {_body(rule.capture_body)}")
     lines.append(f"capture_headers: {_headers(rule.capture_headers)}")
+    if rule.key_policy is not None:
+        lines.append(f"secret keys: {_keys(rule.key_policy)}")
     if rule.tags:
         lines.append("tags: " + ", ".join(f"{k}={v}" for k, v in rule.tags.items()))
     return lines
@@ -57,6 +70,7 @@ def describe(table: RouteTable) -> str:
     out.append(f"trace id response header: {table.trace_id_header or 'off'}")
     out.append(f"redacted headers: {', '.join(sorted(table.redact_headers))}")
     out.append(f"redacted query keys: {', '.join(sorted(table.redact_query))}")
+    out.append(f"secret keys (bodies, headers, query): {_keys(table.key_policy)}")
     if table.exclude:
         out.append("exclude (never traced): " + ", ".join(table.exclude))
     if not table.rules:

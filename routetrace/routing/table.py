@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from routetrace.routing.patterns import CompiledPattern, compile_pattern
+from routetrace.routing.scrub import DEFAULT_POLICY, KeyPolicy
 from routetrace.tracing.destination import Experiment
 
 __all__ = [
@@ -83,7 +84,7 @@ class Rule:
     """One ``[[routes]]`` entry, resolved: everything the middleware needs per request.
 
     ``capture_body`` is a byte cap (0 = off); ``capture_headers`` is a frozenset of lowercase
-    names, or None for every header.
+    names, or None for every header; ``key_policy`` is None when the table's applies.
     """
 
     pattern: str
@@ -99,6 +100,7 @@ class Rule:
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     index: int | None = None  # position in [[routes]]; None for the table default
     line: int | None = None  # line of the rule in its file, when known
+    key_policy: KeyPolicy | None = None  # the rule's own redact_keys / safe_keys
 
     @property
     def is_default(self) -> bool:
@@ -137,6 +139,8 @@ class RouteTable:
         "default_experiment",
         "default_rule",
         "exclude",
+        "framework_spans",
+        "key_policy",
         "redact_headers",
         "redact_query",
         "rules",
@@ -158,6 +162,8 @@ class RouteTable:
         capture_body: int = 0,
         trace_id_header: str = "x-trace-id",
         source: str = "<defaults>",
+        framework_spans: bool = False,
+        key_policy: KeyPolicy = DEFAULT_POLICY,
     ) -> None:
         self.rules = tuple(rules)
         self.exclude = tuple(exclude)
@@ -166,9 +172,13 @@ class RouteTable:
         self.capture_headers = capture_headers
         self.redact_headers = frozenset(redact_headers) | ALWAYS_REDACTED_HEADERS
         self.redact_query = frozenset(redact_query) | ALWAYS_REDACTED_QUERY
+        self.key_policy = key_policy  # secret keys in bodies, headers and query strings
         self.capture_body = capture_body
         self.trace_id_header = trace_id_header
         self.source = source
+        # FastAPI's own telemetry spans (scope ``fastapi``): left out by default, as MLflow's
+        # trace of the same handler has only the user's spans.
+        self.framework_spans = framework_spans
         self.default_rule = Rule(
             pattern="", capture_body=capture_body, capture_headers=capture_headers
         )

@@ -28,8 +28,6 @@ from routetrace.tracing.model import Trace
 from routetrace.tracing.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from routetrace.backends.base import Backend, ExperimentInfo
     from routetrace.tracing.destination import Experiment
     from routetrace.tracing.live_trace import LiveTrace
@@ -149,14 +147,12 @@ class BatchLogger:
         max_queue_size: int,
         max_workers: int,
         retry_timeout: float,
-        processors: Callable[[], tuple],
         batch_size: int = BATCH_SIZE,
     ) -> None:
         self.max_queue_size = max_queue_size
         self.max_workers = max_workers
         self.retry_timeout = retry_timeout
         self.batch_size = batch_size
-        self._processors = processors
         self._queue: deque[LiveTrace] = deque()
         self._seq = itertools.count(1)
         self._wake = threading.Event()
@@ -275,9 +271,9 @@ class BatchLogger:
             self._wake.wait(delay)
 
     def _process(self, batch: list[LiveTrace]) -> None:
-        procs = self._processors()
         groups: dict[tuple[int, str], _Group] = {}
         for live in batch:
+            procs = live.processors  # bound when the trace ended
             if live.backend.accepts_snapshots and not procs:
                 item = _snapshot_or_build(live)
             else:
@@ -533,10 +529,9 @@ class BatchLogger:
                 leftovers.append(self._queue.popleft())
             pending, self._pending = self._pending, []
             self._pending_traces = 0
-        procs = self._processors()
         groups: dict[tuple[int, str], _Group] = {}
         for live in leftovers:
-            built = _build(live, procs)
+            built = _build(live, live.processors)
             if built is None:
                 self.stats.failed += 1
                 continue
@@ -573,6 +568,6 @@ class BatchLogger:
         """The parent keeps and writes its queue; the child starts empty, with new locks."""
         self.__init__(  # type: ignore[misc]
             max_queue_size=self.max_queue_size, max_workers=self.max_workers,
-            retry_timeout=self.retry_timeout, processors=self._processors,
+            retry_timeout=self.retry_timeout,
             batch_size=self.batch_size,
         )

@@ -17,6 +17,7 @@ from typing import Any, TypeVar, overload
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
+from routetrace.tracing import otel_bridge
 from routetrace.tracing import processors as processors_mod
 from routetrace.tracing.destination import Experiment
 from routetrace.tracing.model import (
@@ -390,9 +391,12 @@ def trace(
 # -- current trace ------------------------------------------------------------------------
 def get_current_active_span() -> LiveSpan | None:
     """The span current in this context, or None."""
-    span = _get_current_span()
-    if span.__class__ is LiveSpan and not span.trace.finished:  # type: ignore[attr-defined]
-        return span  # type: ignore[return-value]
+    span: Any = _get_current_span()
+    if span.__class__ is not LiveSpan:
+        # Another layer's span (FastAPI's own, the app's SDK span) may be current.
+        span = otel_bridge.live_parent(span)
+    if span is not None and not span.trace.finished:
+        return span  # type: ignore[no-any-return]
     return None
 
 

@@ -17,6 +17,7 @@ from routetrace.tracing.model import SpanEvent
 if TYPE_CHECKING:
     from routetrace.backends.base import Backend
     from routetrace.tracing.destination import Experiment
+    from routetrace.tracing.processors import SpanProcessor
     from routetrace.tracing.span import LiveSpan
 
 __all__ = ["LiveTrace"]
@@ -36,6 +37,7 @@ class LiveTrace:
         "finished",
         "metadata",
         "on_finish",
+        "processors",
         "remote_parent_span_id",
         "request_preview",
         "response_preview",
@@ -78,6 +80,9 @@ class LiveTrace:
         self.response_preview: str | None = None
         self.remote_parent_span_id: int | None = None
         self.seq = 0
+        # The span processors in force when the trace ended, bound by the tracer as it hands
+        # the trace off: a later ``configure()`` must not change what applies to it.
+        self.processors: tuple[SpanProcessor, ...] = ()
 
     @property
     def spans(self) -> list[LiveSpan]:

@@ -4,7 +4,8 @@ Building the stored form of a trace (inputs and attribute dictionaries, previews
 one row per trace) is most of what export costs, and it runs on a worker thread that shares
 the GIL with the request path. A store that can keep a trace in this form (the local store)
 takes a *snapshot* instead: what the build needs, filtered and redacted
-(:meth:`~routetrace.middleware.capture.Exchange.facts`) but not decoded or built. A batch is
+(:meth:`~routetrace.middleware.capture.Exchange.facts`) but not decoded or built (captured
+bodies apart: their secrets are found by decoding them). A batch is
 stored as one value and built into traces when it is first read, or when the process is idle
 (:meth:`LocalStore.compact`).
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as otel_trace
 
-from routetrace.tracing import lifecycle
+from routetrace.tracing import lifecycle, otel_bridge
 from routetrace.tracing.batch_logger import BatchLogger, _build, _Group, write_now
 from routetrace.tracing.destination import (
     DEFAULT_EXPERIMENT,
@@ -24,6 +24,7 @@ from routetrace.tracing.destination import (
     _context_destination,
 )
 from routetrace.tracing.live_trace import LiveTrace
+from routetrace.tracing.model import format_trace_id
 from routetrace.tracing.processors import SpanProcessor
 from routetrace.tracing.runs import _active_run
 from routetrace.tracing.settings import Settings, load_settings
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
     from routetrace.backends.base import Backend
 
-__all__ = ["Tracer", "get_tracer", "peek_tracer", "reset"]
+__all__ = ["PARENT_TRACE_KEY", "Tracer", "get_tracer", "peek_tracer", "reset"]
 
 log = logging.getLogger("routetrace")
 
@@ -47,7 +48,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_ids.seed)  # forked workers must not share a sequence
 _time_ns = time.time_ns
 _get_current_span = otel_trace.get_current_span
+_get_tracer_provider = otel_trace.get_tracer_provider
 _tracer: Tracer | None = None
+# Trace metadata of a trace started by work that outlived its request (a background task):
+# the request's trace id, which is where that work came from.
+PARENT_TRACE_KEY = "routetrace.parentTraceId"
 _tracer_lock = threading.Lock()
 lifecycle.fresh_lock_after_fork(__name__, "_tracer_lock")
 
@@ -66,6 +71,10 @@ class Tracer:
         self.async_logging = settings.async_logging
         self.processors: tuple[SpanProcessor, ...] = ()
         self.global_destination: Experiment | None = None
+        # The route table's default experiment, recorded by the first middleware to trace a
+        # request: a trace started outside any request (a thread that was not handed the
+        # context) goes there rather than to ``Default``.
+        self.table_default: Experiment | None = None
         if settings.experiment_id:
             self.default_destination = Experiment(experiment_id=settings.experiment_id)
         elif settings.experiment_name:
@@ -83,6 +92,7 @@ class Tracer:
         self._warned_nonroot_destination = False
         self._lock = threading.Lock()
         self._activated = False
+        self._otel_bridge = self.enabled and settings.otel_bridge
         # Every trace's ``on_finish``: one bound method, not a new one (a new object for the
         # cyclic garbage collector to count and traverse) per trace.
         self._on_finish = self._finish
@@ -115,7 +125,6 @@ class Tracer:
                         max_queue_size=s.max_queue_size,
                         max_workers=s.max_workers,
                         retry_timeout=s.retry_timeout_seconds,
-                        processors=lambda: self.processors,
                     )
                 logger = self._logger
         return logger
@@ -139,12 +148,14 @@ class Tracer:
         return self.backend.spool_dir
 
     def _activate(self) -> None:
-        """First trace of the process: exit hooks (threads start later, on demand)."""
+        """First trace of the process: exit hooks, OpenTelemetry; threads start later, on demand."""
         with self._lock:
             if self._activated:
                 return
             self._activated = True
         lifecycle.install(self.settings.install_signal_handlers)
+        if self._otel_bridge:
+            otel_bridge.install()
 
     # -- destinations -------------------------------------------------------------------
     def resolve_destination(
@@ -155,6 +166,7 @@ class Tracer:
             or _context_destination.get()
             or self.global_destination
             or route_default
+            or self.table_default
             or self.default_destination
         )
 
@@ -177,12 +189,14 @@ class Tracer:
         if parent is CURRENT:
             parent = _get_current_span()
             if parent.__class__ is not LiveSpan:
-                parent = None
+                parent = otel_bridge.live_parent(parent)
         start = start_time_ns or _time_ns()
         if parent is not None:
             trace = parent.trace
             if trace.finished:
-                return NO_OP_SPAN  # aborted by the watchdog, or already exported
+                if trace.aborted is not None:
+                    return NO_OP_SPAN  # ended by the watchdog or at exit: no more spans
+                return self._start_follow_up(name, span_type, trace, trace_destination, start)
             if trace_destination is not None and not self._warned_nonroot_destination:
                 self._warned_nonroot_destination = True
                 log.warning("routetrace: trace_destination is only used on a root span; "
@@ -193,6 +207,17 @@ class Tracer:
             return span
         return self.start_root(name, span_type, trace_destination, route_default,
                                timeout_seconds, remote_parent, start)
+
+    def _start_follow_up(self, name: str, span_type: str, ended: LiveTrace,
+                         destination: Experiment | None, start: int) -> LiveSpan | NoOpSpan:
+        """A span whose parent's trace has ended: work that outlives its request (a
+        background task after the response). It gets its own trace, in the ended trace's
+        experiment, with that trace's id under ``PARENT_TRACE_KEY``."""
+        span = self.start_root(name, span_type, destination or ended.destination, None, None,
+                               None, start)
+        if span.__class__ is LiveSpan:
+            span.trace.set_metadata({PARENT_TRACE_KEY: format_trace_id(ended.trace_id)})
+        return span
 
     def start_root(
         self,
@@ -216,12 +241,15 @@ class Tracer:
             return NO_OP_SPAN
         if not self._activated:
             self._activate()
+        if self._otel_bridge and _get_tracer_provider() is not otel_bridge.seen_provider:
+            otel_bridge.install()  # the app set its provider since: join it
         start = start_time_ns or _time_ns()
         destination = (
             destination
             or _context_destination.get()
             or self.global_destination
             or route_default
+            or self.table_default
             or self.default_destination
         )
         timeout_ns = int(timeout_seconds * 1e9) if timeout_seconds else self.timeout_ns
@@ -246,6 +274,7 @@ class Tracer:
         queued: shutdown and ``flush()`` never miss one in between.
         """
         try:
+            trace.processors = self.processors
             logger = self._logger or self.logger
             if self.async_logging and not logger.closed:
                 logger.put(trace)
@@ -258,7 +287,7 @@ class Tracer:
 
     def write_sync(self, trace: LiveTrace) -> None:
         logger = self.logger
-        built = _build(trace, self.processors)
+        built = _build(trace, trace.processors)
         if built is None:
             logger.stats.failed += 1
             return
@@ -340,10 +369,6 @@ def _create() -> Tracer:
     with _tracer_lock:
         if _tracer is None:
             _tracer = Tracer(load_settings())
-            if _tracer.enabled and _tracer.settings.otel_bridge:
-                from routetrace.tracing import otel_bridge
-
-                otel_bridge.install()
         return _tracer
 
 
@@ -367,8 +392,4 @@ def reset(settings: Settings | None = None) -> Tracer:
     backends._clear_cache()
     with _tracer_lock:
         _tracer = Tracer(settings or load_settings())
-        if _tracer.enabled and _tracer.settings.otel_bridge:
-            from routetrace.tracing import otel_bridge
-
-            otel_bridge.install()
     return _tracer

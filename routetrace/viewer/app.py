@@ -31,6 +31,8 @@ __all__ = ["create_app"]
 STATIC_DIR = Path(__file__).parent / "static"
 INDEX = STATIC_DIR / "index.html"
 MAX_PAGE_SIZE = 200
+# Times and offsets go to SQLite as 64-bit integers; anything larger is refused by name here.
+MAX_INT = 2**63 - 1
 
 # The page only loads its own script and stylesheet; request data can never run as code.
 _SECURITY_HEADERS = [
@@ -86,17 +88,22 @@ def _error(status: int, message: str) -> _JSON:
     return _JSON({"error": message}, status_code=status)
 
 
-def _int_param(request: Request, name: str, default: int | None, *, minimum: int = 0
-               ) -> int | None:
+def _int_param(request: Request, name: str, default: int | None, *, minimum: int = 0,
+               maximum: int = MAX_INT) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw.strip() == "":
         return default
+    shown = raw if len(raw) <= 30 else f"{raw[:12]}…{raw[-6:]} ({len(raw)} characters)"
+    if len(raw.strip().lstrip("+-").lstrip("0")) > len(str(maximum)):  # spare int() the work
+        raise HTTPException(400, f"{name} must be between {minimum} and {maximum}, not {shown}")
     try:
         value = int(raw)
     except ValueError:
-        raise HTTPException(400, f"{name} must be an integer, not {raw!r}") from None
+        raise HTTPException(400, f"{name} must be an integer, not {shown!r}") from None
     if value < minimum:
         raise HTTPException(400, f"{name} must be at least {minimum}")
+    if value > maximum:
+        raise HTTPException(400, f"{name} must be between {minimum} and {maximum}, not {shown}")
     return value
 
 
@@ -141,7 +148,8 @@ def create_app(backend: Backend, *, allowed_hosts: list[str] | None = None,
         params = request.query_params
         size = min(_int_param(request, "page_size", page_size, minimum=1) or page_size,
                    MAX_PAGE_SIZE)
-        page = _int_param(request, "page", 1, minimum=1) or 1
+        # The row offset, (page - 1) * size, must fit SQLite's 64-bit integer too.
+        page = _int_param(request, "page", 1, minimum=1, maximum=MAX_INT // size) or 1
         try:
             query = TraceQuery(
                 experiment_ids=tuple(v for v in params.getlist("experiment_id") if v),

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from routetrace.backends.filters import FilterClause, parse_filter, parse_order_by, to_sql
+from routetrace.backends.filters import (
+    MAX_CLAUSES,
+    FilterClause,
+    parse_filter,
+    parse_order_by,
+    to_sql,
+)
 
 
 @pytest.mark.parametrize(
@@ -55,6 +61,37 @@ def test_parse(text, expected):
 def test_hostile_or_malformed_filters_are_value_errors(text, message):
     with pytest.raises(ValueError, match=message):
         parse_filter(text)
+
+
+@pytest.mark.parametrize("number", [
+    pytest.param(str(2**63), id="2**63"),
+    pytest.param(str(-(2**63) - 1), id="-2**63 - 1"),
+    pytest.param("9" * 40, id="40 digits"),
+    pytest.param("9" * 5000, id="5000 digits"),
+    pytest.param("'" + "9" * 40 + "'", id="quoted"),
+    pytest.param("9" * 400 + ".5", id="float past double"),
+])
+def test_numbers_sqlite_cannot_hold_are_value_errors_naming_the_field(number):
+    with pytest.raises(ValueError, match=r"trace\.timestamp_ms at character 22: .* out of range"):
+        parse_filter(f"trace.timestamp_ms > {number}")
+
+
+def test_the_int64_bounds_themselves_are_accepted():
+    top, bottom = 2**63 - 1, -(2**63)
+    assert parse_filter(f"trace.timestamp_ms <= {top} AND trace.timestamp_ms >= {bottom}") == [
+        FilterClause("trace", "t.request_time", "<=", top),
+        FilterClause("trace", "t.request_time", ">=", bottom)]
+
+
+def test_a_number_compared_with_a_tag_stays_text_of_any_length():
+    assert parse_filter("tags.n = " + "9" * 5000) == [FilterClause("tag", "n", "=", "9" * 5000)]
+
+
+def test_more_conditions_than_the_limit_are_a_value_error():
+    clause = "trace.status = 'OK'"
+    assert len(parse_filter(" AND ".join([clause] * MAX_CLAUSES))) == MAX_CLAUSES
+    with pytest.raises(ValueError, match=f"too many conditions.*more than {MAX_CLAUSES}"):
+        parse_filter(" AND ".join([clause] * (MAX_CLAUSES + 1)))
 
 
 def test_sql_has_only_placeholders_for_values():

@@ -85,6 +85,30 @@ def test_hostile_filter_never_reaches_sql(store):
     assert len(traces_of()) == 1
 
 
+@pytest.mark.parametrize(("filter_string", "message"), [
+    pytest.param("trace.timestamp_ms > " + "9" * 30, "trace.timestamp_ms .*out of range",
+                 id="huge timestamp"),
+    pytest.param("trace.execution_time_ms < " + str(-(2**63) - 1), "out of range",
+                 id="huge negative"),
+    pytest.param(" AND ".join(["trace.status = 'OK'"] * 3000), "too many conditions",
+                 id="3000 ANDs"),
+])
+def test_filters_sqlite_cannot_run_are_value_errors(store, filter_string, message):
+    _make("a")
+    routetrace.flush()
+    with pytest.raises(ValueError, match=message):
+        routetrace.search_traces(filter_string=filter_string, return_type="list")
+    with pytest.raises(ValueError, match=message):
+        store.count_traces(filter_string=filter_string)
+
+
+def test_a_huge_experiment_id_is_a_value_error(store):
+    with pytest.raises(ValueError, match="is not an id of the local store"):
+        store.search_traces(experiment_ids=["9" * 30])
+    with pytest.raises(ValueError, match="is not an id of the local store"):
+        store.count_traces(experiment_ids=["9" * 30])
+
+
 def test_get_trace_accepts_both_id_forms_and_rejects_garbage(store):
     trace_id = _make("x")
     routetrace.flush()

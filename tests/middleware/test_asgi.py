@@ -5,13 +5,15 @@ import gc
 import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import BackgroundTasks, FastAPI
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -329,6 +331,41 @@ def test_client_disconnect_ends_the_span() -> None:
     assert root.status.status_code != "ERROR"
 
 
+@pytest.mark.parametrize("wrapping", ["add_middleware", "whole app"])
+def test_a_client_gone_mid_upload_is_an_error_with_the_apps_exception(wrapping: str) -> None:
+    # Starlette raises ClientDisconnect from request.body(); its ServerErrorMiddleware
+    # answers 500 and re-raises.
+    async def upload(request: Request) -> Response:
+        body = await request.body()
+        return PlainTextResponse(f"{len(body)} bytes")
+
+    app: Any = Starlette(routes=[Route("/upload", upload, methods=["POST"])])
+    if wrapping == "add_middleware":
+        app.add_middleware(TracingMiddleware)
+    else:
+        app = TracingMiddleware(app)
+    messages = [{"type": "http.request", "body": b"part one", "more_body": True},
+                {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with pytest.raises(ClientDisconnect):
+        asyncio.run(app(make_scope("POST", "/upload"), receive, send))
+    assert sent[0]["status"] == 500
+    trace = only_trace()
+    root = trace.data.spans[0]
+    assert trace.info.state == "ERROR"
+    assert root.status.status_code == "ERROR"
+    assert [(e.name, e.attributes["exception.type"]) for e in root.events] == [
+        ("exception", "ClientDisconnect")]
+    assert root.attributes["routetrace.client_disconnected"] is True
+
+
 def test_background_task_does_not_hold_the_span_open() -> None:
     stamps: dict[str, int] = {}
 
@@ -345,6 +382,89 @@ def test_background_task_does_not_hold_the_span_open() -> None:
     root = only_trace().data.spans[0]
     assert root.end_time_ns <= stamps["background_started"]
     assert root.end_time_ns - root.start_time_ns < 50_000_000
+
+
+BACKGROUND_CONFIG = {"experiment": "web", "routes": [{"path": "/jobs", "experiment": "jobs"}]}
+
+
+def test_background_task_spans_are_their_own_trace_in_the_requests_experiment() -> None:
+    @routetrace.trace
+    def send_email(to: str) -> str:
+        return to
+
+    async def audit() -> None:
+        with routetrace.start_span("audit"):
+            pass
+
+    async def endpoint(request: Request) -> Response:
+        response = PlainTextResponse("queued")
+        response.background = BackgroundTask(send_email, "a@example.com")
+        return response
+
+    async def audited(request: Request) -> Response:
+        return PlainTextResponse("queued", background=BackgroundTask(audit))
+
+    app = Starlette(routes=[Route("/jobs", endpoint), Route("/audited", audited)])
+    app.add_middleware(TracingMiddleware, config=BACKGROUND_CONFIG)
+    assert call(app, "GET", "/jobs").body == b"queued"
+    assert call(app, "GET", "/audited").body == b"queued"
+    assert traces_of("Default") == []
+    by_name = {t.data.spans[0].name: t for t in traces_of("jobs") + traces_of("web")}
+    assert sorted(by_name) == ["GET /audited", "GET /jobs", "audit", "send_email"]
+    assert by_name["send_email"].info.experiment_name == "jobs"  # the request's, not the default
+    assert by_name["audit"].info.experiment_name == "web"
+    for task, request in (("send_email", "GET /jobs"), ("audit", "GET /audited")):
+        assert by_name[task].info.trace_metadata["routetrace.parentTraceId"] == (
+            by_name[request].info.trace_id)
+        assert "routetrace.parentTraceId" not in by_name[request].info.trace_metadata
+    linked = routetrace.search_traces(experiment="jobs", filter_string=(
+        f"metadata.`routetrace.parentTraceId` = '{by_name['GET /jobs'].info.trace_id}'"),
+        return_type="list")
+    assert [t.data.spans[0].name for t in linked] == ["send_email"]
+
+
+def test_fastapi_background_tasks_land_in_the_requests_experiment_not_default() -> None:
+    @routetrace.trace
+    def send_email(to: str) -> str:
+        return to
+
+    app = FastAPI()
+
+    @app.get("/jobs")
+    def jobs(tasks: BackgroundTasks) -> dict[str, bool]:
+        tasks.add_task(send_email, "a@example.com")
+        return {"queued": True}
+
+    app.add_middleware(TracingMiddleware, config=BACKGROUND_CONFIG)
+    assert call(app, "GET", "/jobs").body == b'{"queued":true}'
+    assert traces_of("Default") == []
+    traces = {t.data.spans[0].name: t for t in traces_of("jobs")}
+    (task,) = [t for name, t in traces.items() if name != "GET /jobs"]
+    assert "send_email" in [s.name for s in task.data.spans]
+    assert task.info.trace_metadata["routetrace.parentTraceId"] == (
+        traces["GET /jobs"].info.trace_id)
+
+
+def test_a_thread_not_handed_the_context_traces_into_the_tables_default_experiment() -> None:
+    @routetrace.trace
+    def resize(size: int) -> int:
+        return size
+
+    pool = ThreadPoolExecutor(1)
+
+    async def endpoint(request: Request) -> Response:
+        pool.submit(resize, 64).result()
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/jobs", endpoint)])
+    app.add_middleware(TracingMiddleware, config=BACKGROUND_CONFIG)
+    try:
+        assert call(app, "GET", "/jobs").body == b"ok"
+    finally:
+        pool.shutdown()
+    assert traces_of("Default") == []
+    assert [t.data.spans[0].name for t in traces_of("web")] == ["resize"]
+    assert [t.data.spans[0].name for t in traces_of("jobs")] == ["GET /jobs"]
 
 
 def test_watchdog_aborts_a_stuck_handler(reset_tracer: Any) -> None:

@@ -24,7 +24,11 @@ def user(request: HttpRequest, id: int) -> JsonResponse:
     return JsonResponse({"id": id})
 
 
-urlpatterns = [path("users/<int:id>/", user)]
+def broken(request: HttpRequest) -> JsonResponse:
+    raise LookupError("no such user")
+
+
+urlpatterns = [path("users/<int:id>/", user), path("users/broken/", broken)]
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +69,30 @@ def test_django_asgi(django_settings: None) -> None:
     load = trace.data.spans[1]
     assert load.name == "load user"  # a sync view in a thread: still in the request's trace
     assert load.parent_id == root.span_id
+
+
+@pytest.mark.parametrize("interface", ["wsgi", "asgi"])
+def test_an_exception_django_answers_with_a_500_page_is_recorded_on_the_span(
+        django_settings: None, interface: str) -> None:
+    if interface == "wsgi":
+        from django.core.handlers.wsgi import WSGIHandler
+        from werkzeug.test import create_environ, run_wsgi_app
+
+        body, status, _ = run_wsgi_app(WSGITracingMiddleware(WSGIHandler(), config=CONFIG),
+                                       create_environ("/users/broken/"))
+        body.close()
+        assert status.startswith("500")
+    else:
+        from django.core.handlers.asgi import ASGIHandler
+
+        sent = call(TracingMiddleware(ASGIHandler(), config=CONFIG), "GET", "/users/broken/")
+        assert sent.status == 500
+    trace = only_trace("users")
+    root = trace.data.spans[0]
+    assert trace.info.state == "ERROR"
+    assert [(e.name, e.attributes["exception.type"], e.attributes["exception.message"])
+            for e in root.events] == [("exception", "LookupError", "no such user")]
+    assert "raise LookupError" in root.events[0].attributes["exception.stacktrace"]
 
 
 def test_quart_route_template() -> None:

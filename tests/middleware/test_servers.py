@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -132,3 +133,37 @@ def test_gunicorn_workers_write_to_one_store(tmp_path: Path) -> None:
     assert len(traces_of("math-agent")) == 20
     (chat_trace,) = traces_of("chat-agent")
     assert [s.name for s in chat_trace.data.spans] == ["POST /chat/<conversation>", "generate"]
+
+
+def test_a_client_gone_mid_upload_under_uvicorn_is_an_error_with_clientdisconnect() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def upload(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(f"{len(await request.body())} bytes")
+
+    app = Starlette(routes=[Route("/upload", upload, methods=["POST"])])
+    app.add_middleware(TracingMiddleware)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, name="uvicorn-upload", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 30, what="uvicorn start")
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+                         + b"x" * 1000)
+            wait_until(lambda: routetrace.get_export_stats().get("live_traces") == 1
+                       or traces_of(), 10, what="the request to start")
+        wait_until(lambda: traces_of(), 10, what="the trace of the cut upload")
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    (trace,) = traces_of()
+    root = trace.data.spans[0]
+    assert trace.info.state == "ERROR"
+    assert [e.attributes["exception.type"] for e in root.events] == ["ClientDisconnect"]
+    assert root.attributes["routetrace.client_disconnected"] is True

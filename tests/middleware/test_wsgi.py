@@ -7,13 +7,16 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from flask import Flask, Response, jsonify, request, stream_with_context
+from opentelemetry import trace as otel_trace
 from werkzeug.test import create_environ, run_wsgi_app
 
 import routetrace
 from routetrace.middleware import WSGITracingMiddleware
 from tests.conftest import traces_of
+from tests.fixtures.servers import wait_until
 from tests.middleware.conftest import only_trace
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -108,6 +111,88 @@ def test_flask_500_page_and_503_are_error() -> None:
         assert response.status_code == 503
     traces = traces_of("web")
     assert sorted(t.info.state for t in traces) == ["ERROR", "ERROR"]
+
+
+def test_a_flask_500_page_records_the_exception_flask_caught() -> None:
+    client = flask_app().test_client()  # not testing mode: Flask answers its 500 page
+    with client.get("/boom") as response:
+        assert response.status_code == 500
+    trace = only_trace("web")
+    root = trace.data.spans[0]
+    assert trace.info.state == "ERROR"
+    assert root.status.status_code == "ERROR"
+    (event,) = root.events
+    assert event.name == "exception"
+    assert event.attributes["exception.type"] == "RuntimeError"
+    assert event.attributes["exception.message"] == "boom"
+    assert "raise RuntimeError" in event.attributes["exception.stacktrace"]
+
+
+def test_a_response_released_unread_ends_the_span_with_the_apps_status() -> None:
+    # The most common Flask test reads only the status: the test client never closes the
+    # response, and the span ends when the response object is released.
+    client = flask_app().test_client()
+    assert client.get("/chat/7").status_code == 200
+    assert client.get("/fail").status_code == 503
+    assert client.post("/math/add", json={"a": 1, "b": 2}).status_code == 200
+    # The unread stream was suspended inside its "token 0" span: closing it must not leave
+    # that span's parent current here.
+    assert otel_trace.get_current_span() is otel_trace.INVALID_SPAN
+    traces = {t.data.spans[0].name: t for t in traces_of()}
+    assert sorted(traces) == ["GET /chat/<int:room>", "GET /fail", "POST /math/<op>"]
+    assert traces["GET /chat/<int:room>"].info.state == "OK"
+    assert traces["POST /math/<op>"].info.state == "OK"
+    assert traces["GET /fail"].info.state == "ERROR"
+    for trace in traces.values():
+        assert "routetrace.aborted" not in trace.info.trace_metadata
+    assert traces["GET /fail"].data.spans[0].status.description == "HTTP 503"
+    assert routetrace.get_export_stats()["live_traces"] == 0
+
+
+def _shape(trace: routetrace.Trace) -> tuple:
+    root = trace.data.spans[0]
+    return (root.name, trace.info.experiment_name, trace.info.state, root.status.status_code,
+            root.attributes["http.response.status_code"],
+            [(e.name, e.attributes.get("exception.type"), e.attributes.get("exception.message"))
+             for e in root.events],
+            [s.name for s in trace.data.spans])
+
+
+def test_flasks_test_client_gives_the_same_traces_as_a_real_server() -> None:
+    from werkzeug.serving import make_server
+
+    # Not a streamed body: the parts of it a test never reads never run.
+    requests = [("POST", "/math/add", {"a": 1, "b": 2}), ("GET", "/fail", None),
+                ("GET", "/boom", None)]
+    app = flask_app()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}") as http:
+            for method, path, body in requests:
+                http.request(method, path, json=body)
+        wait_until(lambda: len(traces_of()) == len(requests), 10, what="the server's traces")
+    finally:
+        server.shutdown()
+        server.server_close()
+    served = sorted(_shape(t) for t in traces_of())
+    routetrace.delete_traces(experiment="web", max_timestamp_millis=2**62)
+    for experiment in ("math-agent", "chat-agent"):
+        routetrace.delete_traces(experiment=experiment, max_timestamp_millis=2**62)
+    assert traces_of() == []
+
+    app = flask_app()
+    # Flask logs the exception it caught, and pytest's log capture would keep the record,
+    # its traceback, the frames and the unread /boom response in them until the test ends.
+    app.logger.disabled = True
+    client = app.test_client()
+    for method, path, body in requests:
+        assert client.open(path, method=method, json=body).status_code in (200, 500, 503)
+    # Flask keeps that exception in a reference cycle with its frames: the /boom response
+    # is released at the next garbage collection.
+    gc.collect()
+    assert sorted(_shape(t) for t in traces_of()) == served
 
 
 def test_traceparent_and_raw_wsgi_close() -> None:

@@ -142,11 +142,36 @@ FILTER_TOKENS = [
     "1=1", "' OR '1'='1", "'); DROP TABLE traces; --", "UNION SELECT * FROM experiments",
     "sqlite_master", f"ATTACH DATABASE '{ATTACHED}' AS y", "\x00", "\\", "?", ":name", "$1", "%",
 ]
+NUMERIC_FIELDS = ["trace.timestamp_ms", "timestamp_ms", "trace.execution_time_ms",
+                  "tags.n", "metadata.n"]
+# Integers of any size: around SQLite's 64-bit bounds, far past them, and past the digits
+# Python's int() converts from text; written bare, quoted, negative, with a fraction.
+integers = st.one_of(
+    st.integers(),
+    st.integers(min_value=2**63 - 3, max_value=2**63 + 3),
+    st.integers(min_value=-(2**63) - 3, max_value=-(2**63) + 3),
+    st.integers(min_value=-(10**4000), max_value=10**4000),  # str() stops at 4300 digits
+).map(str) | st.text(alphabet="0123456789", min_size=1, max_size=6000)
+numbers = st.builds(
+    lambda field, op, n, form: f"{field} {op} " + form.format(n),
+    st.sampled_from(NUMERIC_FIELDS), st.sampled_from(["=", "!=", "<", ">=", "LIKE"]), integers,
+    st.sampled_from(["{}", "-{}", "'{}'", "{}.5", "0.{}"]),
+)
+# Deep expressions: up to several thousand conditions joined by AND.
+deep = st.builds(
+    lambda clause, n: " AND ".join([clause] * n),
+    st.sampled_from(["trace.status = 'OK'", "tags.route = '/chat/**'",
+                     "trace.timestamp_ms > 0", "metadata.k != 'x'"]),
+    st.integers(min_value=1, max_value=5000),
+)
 filters = st.one_of(
     st.lists(st.sampled_from(FILTER_TOKENS), min_size=1, max_size=8).map(" ".join),
     st.lists(st.sampled_from(FILTER_TOKENS), min_size=1, max_size=8).map("".join),
     st.text(max_size=60),
     st.builds(lambda k, v: f"tags.{k} = '{v}'", st.text(max_size=10), st.text(max_size=20)),
+    numbers,
+    st.lists(numbers, min_size=1, max_size=5).map(" AND ".join),
+    deep,
 )
 
 

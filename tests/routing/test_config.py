@@ -44,6 +44,11 @@ def error_of(tmp_path: Path, text: str, name: str = "routetrace.toml") -> Config
     return info.value
 
 
+def test_framework_spans_is_off_unless_the_table_turns_it_on(tmp_path: Path) -> None:
+    assert load_file(write(tmp_path, 'experiment = "web"\n')).framework_spans is False
+    assert load_file(write(tmp_path, "framework_spans = true\n")).framework_spans is True
+
+
 def test_the_design_example_loads(tmp_path: Path) -> None:
     table = load_file(write(tmp_path, GOOD))
     assert table.default_experiment == Experiment(name="web")
@@ -67,6 +72,8 @@ def test_the_design_example_loads(tmp_path: Path) -> None:
                      "routes[0].experimnet", "did you mean 'experiment'?", id="typo in a rule"),
         pytest.param('expriment = "web"\n', 1, "expriment", "did you mean 'experiment'?",
                      id="typo at the top"),
+        pytest.param('experiment = "web"\nframework_spans = "yes"\n', 2, "framework_spans",
+                     "must be true or false", id="framework_spans not a boolean"),
         pytest.param('colour = "blue"\n', 1, "colour", "Allowed keys: experiment",
                      id="unknown key lists the allowed ones"),
         pytest.param('path = "/x"\n', 1, "path", "belongs inside a [[routes]] table",
@@ -166,6 +173,28 @@ def test_not_utf8(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_file(tmp_path / "nope.toml")
+
+
+def test_a_missing_relative_file_names_the_directory_it_was_looked_for_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_file("conf/routetrace.toml")
+    assert str(info.value).startswith(
+        f"conf/routetrace.toml: no such file in {tmp_path / 'conf'} (a relative path is read "
+        "from the working directory"
+    )
+
+
+def test_a_missing_routetrace_config_file_says_which_variable_named_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reset_tracer,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    reset_tracer(ROUTETRACE_CONFIG="missing.toml")
+    with pytest.raises(ConfigError, match=rf"missing.toml: no such file in {tmp_path} .* "
+                       r"\(named by ROUTETRACE_CONFIG\)"):
+        load()
 
 
 def test_pyproject_section_with_lines(tmp_path: Path) -> None:

@@ -45,3 +45,12 @@ def test_explain_other_outcomes() -> None:
 def test_explain_without_a_default_names_the_environment() -> None:
     text = explain(from_mapping({}), "/x", "GET")
     assert "experiment Default (no experiment in the table; from the environment)" in text
+
+
+def test_describe_shows_the_secret_keys_added_and_made_safe() -> None:
+    table = from_mapping({"redact_keys": ["ssn"], "routes": [
+        {"path": "/a", "safe_keys": ["session_id"]}, {"path": "/b"}]})
+    text = describe(table)
+    assert "secret keys (bodies, headers, query): 35 default names + ssn\n" in text
+    assert "    secret keys: 35 default names + ssn; safe: session_id\n" in text
+    assert text.count("secret keys") == 2  # /b uses the table's

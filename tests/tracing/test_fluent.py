@@ -277,6 +277,31 @@ def test_a_thread_without_context_starts_its_own_trace():
     assert sorted(t.data.spans[0].name for t in traces_of()) == ["alone", "root"]
 
 
+def test_a_span_started_after_its_trace_ended_is_a_linked_trace_in_the_same_experiment():
+    # A thread handed the request's context that outlives it (fire and forget).
+    go = threading.Event()
+
+    def later():
+        go.wait(10)
+        with routetrace.start_span("after"):
+            with routetrace.start_span("inner"):
+                pass
+
+    with routetrace.start_span("request", trace_destination=Experiment(name="jobs")):
+        worker = threading.Thread(target=routetrace.copy_context_to(later))
+        worker.start()
+    go.set()
+    worker.join(10)
+    by_name = {t.root_span.name: t for t in traces_of("jobs")}
+    assert sorted(by_name) == ["after", "request"]
+    follow_up = by_name["after"]
+    assert [s.name for s in follow_up.data.spans] == ["after", "inner"]
+    assert follow_up.info.trace_id != by_name["request"].info.trace_id
+    assert follow_up.info.trace_metadata["routetrace.parentTraceId"] == (
+        by_name["request"].info.trace_id)
+    assert traces_of("Default") == []
+
+
 async def test_30_concurrent_tasks_each_with_its_own_context_local_destination():
     async def request(i):
         routetrace.set_destination(Experiment(name=f"exp-{i}"), context_local=True)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -37,10 +42,108 @@ def echo_server():
     server.shutdown()
 
 
-def test_routetrace_is_the_global_tracer_provider():
+def test_the_first_trace_makes_routetrace_the_provider_when_the_app_set_none():
     from routetrace.tracing.otel_bridge import RoutetraceTracerProvider
 
+    with routetrace.start_span("first"):
+        pass
     assert isinstance(otel_trace.get_tracer_provider(), RoutetraceTracerProvider)
+
+
+def _run(script: str, tmp_path) -> dict:
+    """Run ``script`` in a fresh interpreter (OpenTelemetry's provider is set once per
+    process) in an empty directory; it prints one JSON line, the result."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_"))}
+    env["MLFLOW_TRACKING_URI"] = str(tmp_path / "mlruns")
+    env["ROUTETRACE_SIGNAL_HANDLERS"] = "false"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
+    work = tmp_path / "cwd"
+    work.mkdir()
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Overriding of current TracerProvider" not in proc.stderr, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_importing_routetrace_starts_nothing(tmp_path):
+    result = _run("""
+        import json, os, threading
+        import routetrace
+        from opentelemetry import trace
+        from routetrace.tracing import tracer
+
+        print(json.dumps({
+            "tracer": tracer.peek_tracer() is not None,
+            "provider": type(trace.get_tracer_provider()).__name__,
+            "threads": threading.active_count(),
+            "files": os.listdir("."),
+        }))
+    """, tmp_path)
+    assert result == {"tracer": False, "provider": "ProxyTracerProvider", "threads": 1,
+                      "files": []}
+    assert not (tmp_path / "mlruns").exists()
+
+
+_SDK = """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+"""
+
+
+@pytest.mark.parametrize("order", [
+    pytest.param("sdk, import", id="SDK provider set before importing routetrace"),
+    pytest.param("import, sdk", id="SDK provider set after importing routetrace"),
+    pytest.param("import, trace, sdk", id="SDK provider set after the first trace"),
+])
+def test_the_apps_sdk_provider_keeps_its_spans_and_they_nest_in_the_trace(order, tmp_path):
+    steps = {
+        "sdk": _SDK,
+        "import": "import routetrace\n",
+        "trace": "with routetrace.start_span('earlier'):\n    pass\n",
+    }
+    script = "".join(textwrap.dedent(steps[step]) for step in order.split(", ")) + """
+import json
+from opentelemetry import trace as otel_trace
+assert otel_trace.get_tracer_provider() is provider
+
+app_tracer = otel_trace.get_tracer("my.app")
+
+@routetrace.trace
+def helper():
+    return 1
+
+with routetrace.start_span("request") as root:
+    with app_tracer.start_as_current_span("db.query", attributes={"db.system": "sqlite"}):
+        helper()
+routetrace.flush()
+(stored,) = routetrace.search_traces(filter_string="trace.name = 'request'", return_type="list")
+print(json.dumps({
+    "exported": [[s.name, format(s.context.trace_id, "032x"),
+                  format(s.parent.span_id, "016x") if s.parent else None]
+                 for s in exporter.get_finished_spans()],
+    "trace_id": root.trace_id,
+    "spans": [[s.name, s.span_id, s.parent_id, s.attributes.get("db.system")]
+              for s in stored.data.spans],
+}))
+"""
+    result = _run(script, tmp_path)
+    spans = {name: (span_id, parent, db) for name, span_id, parent, db in result["spans"]}
+    assert set(spans) == {"request", "db.query", "helper"}
+    assert spans["db.query"][1] == spans["request"][0]
+    assert spans["db.query"][2] == "sqlite"
+    assert spans["helper"][1] == spans["db.query"][0]
+    # The app's exporter still gets its span, in routetrace's trace, under the request span.
+    assert result["exported"] == [
+        ["db.query", result["trace_id"][3:], spans["request"][0]],
+    ]
 
 
 def test_otel_api_spans_become_children_and_inject_carries_the_trace_id():

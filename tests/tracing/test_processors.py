@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 import routetrace
@@ -61,3 +63,30 @@ def test_a_raising_processor_is_logged_skipped_and_the_rest_still_run(caplog):
 def test_processors_must_be_callables():
     with pytest.raises(TypeError, match="callables"):
         routetrace.configure(span_processors=["not callable"])
+
+
+def test_the_processors_in_force_when_a_trace_ends_are_the_ones_applied_to_it():
+    # Hold the export worker inside the first trace's processors, so the second trace is
+    # still queued when the processors are reset (as a test or a request-scoped setup does).
+    entered, hold = threading.Event(), threading.Event()
+
+    def hold_first(span):
+        if span.name == "first":
+            entered.set()
+            hold.wait(10)
+
+    def mask(span):
+        if isinstance(span.inputs, dict) and "password" in span.inputs:
+            span.set_inputs({**span.inputs, "password": "***"})
+
+    routetrace.configure(span_processors=[hold_first, mask])
+    with routetrace.start_span("first"):
+        pass
+    assert entered.wait(10)
+    with routetrace.start_span("login") as span:
+        span.set_inputs({"user": "u", "password": "hunter2"})
+    routetrace.configure(span_processors=[])
+    hold.set()
+    traces = {t.root_span.name: t for t in traces_of()}
+    assert traces["login"].root_span.inputs == {"user": "u", "password": "***"}
+    assert "hunter2" not in traces["login"].to_json()

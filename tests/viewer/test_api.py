@@ -93,6 +93,32 @@ def test_bad_parameters_are_400_with_a_message(client, filled, params, word):
     assert word in response.json()["error"]
 
 
+HUGE_INT = "9" * 40
+HUGEST_INT = "9" * 5000  # past Python's own int() string limit
+
+
+@pytest.mark.parametrize("value", [HUGE_INT, HUGEST_INT, str(2**63), "-" + HUGE_INT])
+@pytest.mark.parametrize(("name", "word"), [
+    ("page", "page"), ("since", "since"), ("until", "until"),
+    ("experiment_id", "experiment id"), ("filter", "trace.timestamp_ms"),
+])
+def test_huge_integers_are_400_json_naming_the_parameter(client, filled, name, word, value):
+    params = {name: f"trace.timestamp_ms > {value}" if name == "filter" else value}
+    response = client.get("/api/traces", params=params)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert word in error
+    assert len(error) < 200  # the number is cut short, not echoed whole
+
+
+def test_the_largest_page_that_fits_is_an_empty_page(client, filled):
+    last = (2**63 - 1) // 50
+    body = client.get("/api/traces", params={"page": last}).json()
+    assert body["traces"] == []
+    assert client.get("/api/traces", params={"page": last + 1}).status_code == 400
+
+
 def test_huge_previews_are_cut_in_the_table_and_whole_in_the_trace(client, filled):
     row = next(t for t in client.get("/api/traces").json()["traces"]
                if t["trace_id"] == filled.hostile)

@@ -8,19 +8,25 @@ shows (docs/viewer.png) when ROUTETRACE_UPDATE_SCREENSHOT is set.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import routetrace
 from tests.viewer._data import Filled, fill_store
 
 CHROMIUM = os.environ.get("ROUTETRACE_CHROMIUM", "/usr/bin/chromium")
 # Refresh with: ROUTETRACE_UPDATE_SCREENSHOT=1 .venv/bin/pytest tests/viewer/test_browser.py
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "viewer.png"
+# Read at import: the autouse tracer fixture clears every ROUTETRACE_* variable before a test.
+UPDATE_SCREENSHOTS = bool(os.environ.get("ROUTETRACE_UPDATE_SCREENSHOT"))
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -40,7 +46,7 @@ def filled(store) -> Filled:
 def viewer_url(store, filled) -> Iterator[str]:
     import uvicorn
 
-    from routetrace.cli import LOOPBACK_NAMES
+    from routetrace.cli.ui import LOOPBACK_NAMES
     from routetrace.viewer import create_app
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -104,7 +110,7 @@ def test_click_through_to_a_trace_waterfall(page, viewer_url, filled, tmp_path):
     assert '"step": 3' in detail.text_content()
     assert "route" in page.locator("#trace-info").text_content()
     # The README's screenshot is refreshed on request only, so a test run leaves the tree clean.
-    target = SCREENSHOT if os.environ.get("ROUTETRACE_UPDATE_SCREENSHOT") else tmp_path / "v.png"
+    target = SCREENSHOT if UPDATE_SCREENSHOTS else tmp_path / "v.png"
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000
 
@@ -146,3 +152,141 @@ def test_missing_trace_and_empty_experiment(page, viewer_url, filled):
     assert page.locator("h1").text_content() == "Trace not found"
     page.goto(f"{viewer_url}/experiments/0")
     page.wait_for_selector("#empty")
+
+
+# -- a real app's traces: an unhandled exception, an event, an OK request ------------------------
+SHOTS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _charge(amount: int) -> None:  # the app's own code, two frames below the handler
+    with routetrace.start_span("charge", span_type="TOOL") as span:
+        span.set_inputs({"amount": amount})
+        span.add_event("card.checked", {"last4": "4242"})
+        raise RuntimeError(f"card declined for {amount}")
+
+
+def _checkout(request: Any) -> Any:
+    _charge(42)
+
+
+def _ok(request: Any) -> Any:
+    from starlette.responses import JSONResponse
+
+    with routetrace.start_span("lookup"):
+        pass
+    return JSONResponse({"ok": True})
+
+
+@dataclass
+class AppTraces:
+    failed: str  # POST /checkout: RuntimeError escaped the app, the server answered 500
+    charge_span: str  # the failed trace's "charge" span, with an event and the exception
+    ok: str  # GET /ok: 200, two spans, no status set by anyone
+
+
+@pytest.fixture
+def app_traces(store) -> AppTraces:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from routetrace.middleware import TracingMiddleware
+
+    app = Starlette(
+        routes=[Route("/checkout", _checkout, methods=["POST"]), Route("/ok", _ok)],
+        middleware=[Middleware(TracingMiddleware, config={"experiment": "shop"})])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/checkout").status_code == 500
+        assert client.get("/ok").status_code == 200
+    assert routetrace.flush(timeout=30)
+    by_name = {t.info.name: t for t in routetrace.search_traces(experiment_ids=[
+        store.resolve_experiment(routetrace.Experiment(name="shop")).experiment_id],
+        return_type="list")}
+    failed = by_name["POST /checkout"]
+    charge = next(s for s in failed.data.spans if s.name == "charge")
+    return AppTraces(failed.info.trace_id, charge.span_id, by_name["GET /ok"].info.trace_id)
+
+
+def _shoot(page: Any, name: str, tmp_path: Path) -> None:
+    """Screenshots kept under docs/ (refreshed on request, like the README's)."""
+    target = (SHOTS if UPDATE_SCREENSHOTS else tmp_path) / name
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_an_unhandled_exception_reads_type_and_message_first_then_the_app_frames(
+        page, viewer_url, app_traces, tmp_path, width):
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(f"{viewer_url}/traces/{app_traces.failed}")
+    page.wait_for_selector("#span-detail #exceptions")
+    # What the client got, instead of an empty response: the status and the exception.
+    status = page.locator("#trace-status").text_content()
+    assert status.startswith("500 · unhandled RuntimeError: card declined for 42")
+    assert page.locator("#response-summary").text_content() == status
+    assert "{}" not in page.locator("#trace-info").text_content()
+
+    exc = page.locator("#span-detail .exception").first
+    assert exc.locator(".exc-head").text_content() == "RuntimeError: card declined for 42"
+    # Type and message come before the inputs; the frames follow, app frames set apart.
+    order = page.evaluate("""() => [...document.querySelectorAll('#span-detail h3')]
+                                   .map(h => h.textContent)""")
+    assert order.index("Exception") < order.index("Inputs")
+    app_frames = exc.locator(".frame.app .frame-func").all_text_contents()
+    assert app_frames[-2:] == ["_checkout", "_charge"]
+    assert exc.locator(".frame.lib").count() > 3  # Starlette's and routetrace's own
+    assert exc.locator("details.lib-frames .frame.app").count() == 0
+    assert exc.locator(".frame.lib").first.is_visible() is False  # folded away
+    last = exc.locator(".frame.app").last
+    assert last.is_visible()
+    assert "raise RuntimeError" in last.locator(".frame-code").text_content()
+    box = last.bounding_box()
+    assert box["x"] + box["width"] <= width  # not cut off, no horizontal scroll box
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    _shoot(page, f"viewer-exception-{width}.png", tmp_path)
+
+
+def test_events_show_their_offset_from_the_span_start_and_the_wall_time_on_hover(
+        page, viewer_url, app_traces):
+    page.goto(f"{viewer_url}/traces/{app_traces.failed}")
+    page.wait_for_selector("#waterfall .wf-row[data-span-id]")
+    page.click("#waterfall .wf-row:has(.wf-span-name:text-is('charge'))")
+    events = page.locator("#span-detail .event")
+    assert events.locator(".event-name").all_text_contents() == ["card.checked", "exception"]
+    for offset in events.locator(".event-offset").all():
+        assert re.fullmatch(r"\+\d+\.\d ms", offset.text_content()), offset.text_content()
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}",
+                            offset.get_attribute("title"))
+    assert "4242" in events.first.text_content()
+    assert not re.search(r"\d{16,}", page.locator("#span-detail").text_content())  # no raw ns
+
+
+def test_every_span_has_an_address_that_opens_it(page, viewer_url, app_traces):
+    url = f"{viewer_url}/traces/{app_traces.failed}"
+    page.goto(url)
+    page.wait_for_selector("#waterfall .wf-row[data-span-id]")
+    assert page.url == url  # the first selection does not rewrite the address
+    page.click("#waterfall .wf-row:has(.wf-span-name:text-is('charge'))")
+    assert page.url == f"{url}#span-{app_traces.charge_span}"
+    assert page.get_attribute("#span-detail .permalink", "href") == (
+        f"#span-{app_traces.charge_span}")
+    other = page.context.new_page()
+    other.goto(f"{url}#span-{app_traces.charge_span}")
+    other.wait_for_selector(f"#span-detail[data-span-id='{app_traces.charge_span}']")
+    assert "charge" in other.locator("#span-detail h2").text_content()
+    assert other.locator(
+        f"#waterfall .wf-row.selected[data-span-id='{app_traces.charge_span}']").count() == 1
+    page.goto(f"{url}#span-{app_traces.charge_span}")  # the same page, another span by hash
+    page.evaluate("location.hash = '#span-nope'")
+    page.wait_for_selector(f"#span-detail[data-span-id='{app_traces.charge_span}']")
+
+
+def test_an_ok_trace_says_ok_on_every_span(page, viewer_url, app_traces, tmp_path):
+    page.goto(f"{viewer_url}/traces/{app_traces.ok}")
+    page.wait_for_selector("#waterfall .wf-row[data-span-id]")
+    for row in page.locator("#waterfall .wf-row[data-span-id]").all():
+        row.click()
+        assert page.locator("#span-detail h2 .badge").text_content() == "OK"
+    assert "UNSET" not in page.locator("#main").text_content()
+    assert page.locator("#trace-status").text_content() == "200"

@@ -63,6 +63,17 @@
       (typeof value === "object" && !Array.isArray(value) && Object.keys(value).length === 0);
   }
   function badge(state) { return el("span", { class: "badge " + state, text: state }); }
+  // OpenTelemetry's UNSET means "nobody said": an ended span that did not fail is OK.
+  function spanState(span) {
+    const code = (span.status || {}).status_code;
+    if (code === "ERROR" || code === "OK") return code;
+    return span.end_time_ns === null || span.end_time_ns === undefined ? "IN_PROGRESS" : "OK";
+  }
+  function fmtWall(ns) {  // local wall time to the millisecond, for a tooltip
+    const ms = Math.floor(ns / 1e6);
+    return fmtTime(ms) + "." + String(ms % 1000).padStart(3, "0");
+  }
+  function fmtOffset(ns) { return (ns < 0 ? "−" : "+") + fmtDuration(Math.abs(ns)); }
 
   async function api(path) {
     const response = await fetch(path, { headers: { accept: "application/json" } });
@@ -205,20 +216,125 @@
     return el("div", {}, el("h3", { text: title }), asJson ? el("pre", { class: "value", text: pretty(value) }) : kv(value));
   }
 
+  // -- exceptions, as a person reads them ---------------------------------------------------
+  const FRAME = /^\s*File "(.*)", line (\d+), in (.*)$/;
+  // Frames of installed packages, the standard library and routetrace's own machinery.
+  const LIBRARY = /[\\/](site-packages|dist-packages)[\\/]|[\\/]lib[\\/]python\d[^\\/]*[\\/]|^<frozen |[\\/]routetrace[\\/](middleware|tracing|backends|routing|viewer)[\\/]/;
+
+  function parseStack(text) {  // Python's traceback text into frames and the lines between
+    const items = [];
+    const lines = String(text || "").split("\n");
+    for (let i = 0; i < lines.length; i++) {
+      const m = lines[i].match(FRAME);
+      if (m) {
+        const next = lines[i + 1];
+        const code = next !== undefined && /^\s{4,}\S/.test(next) && !FRAME.test(next) ? next.trim() : null;
+        if (code !== null) i++;
+        items.push({ frame: true, file: m[1], line: m[2], func: m[3], code, library: LIBRARY.test(m[1]) });
+      } else if (/^\s*[\^~]+\s*$/.test(lines[i])) {
+        continue;  // Python 3.11's markers under the code line: the frame already shows it
+      } else if (lines[i].trim()) {
+        items.push({ frame: false, text: lines[i] });
+      }
+    }
+    return items;
+  }
+  function frameNode(f) {
+    const short = f.file.split(/[\\/]/).slice(-2).join("/");
+    return el("div", { class: "frame" + (f.library ? " lib" : " app"), title: f.file },
+      el("div", { class: "frame-where" }, el("span", { class: "frame-file", text: short }),
+        ":" + f.line + " in ", el("span", { class: "frame-func", text: f.func })),
+      f.code ? el("code", { class: "frame-code", text: f.code }) : null);
+  }
+  function libraryGroup(frames) {
+    const packages = [...new Set(frames.map((f) => {
+      const m = f.file.match(/(?:site|dist)-packages[\\/]([^\\/]+)/);
+      if (m) return m[1].replace(/\.py$/, "");
+      if (/[\\/]routetrace[\\/]/.test(f.file)) return "routetrace";
+      return "python";
+    }))];
+    return el("details", { class: "lib-frames" },
+      el("summary", { text: `${frames.length} library frame${frames.length > 1 ? "s" : ""} (${packages.join(", ")})` }),
+      ...frames.map(frameNode));
+  }
+  function exceptionView(event, spanStart) {
+    const a = event.attributes || {};
+    const type = a["exception.type"] || event.name;
+    const head = el("div", { class: "exc-head" },
+      el("span", { class: "exc-type", text: type }),
+      a["exception.message"] ? ": " : null,
+      a["exception.message"] ? el("span", { class: "exc-message", text: a["exception.message"] }) : null);
+    const box = el("div", { class: "exception" }, head);
+    if (event.timestamp) {
+      box.append(el("div", { class: "exc-when", title: fmtWall(event.timestamp), text: "at " + fmtOffset(event.timestamp - spanStart) + " into the span" }));
+    }
+    const items = parseStack(a["exception.stacktrace"]);
+    if (items.some((i) => i.frame)) {
+      const list = el("div", { class: "frames" }, el("div", { class: "frames-note", text: "most recent call last; your code is highlighted" }));
+      let pending = [];
+      const flush = () => { if (pending.length) list.append(libraryGroup(pending)); pending = []; };
+      for (const item of items) {
+        if (item.frame && item.library) { pending.push(item); continue; }
+        flush();
+        if (item.frame) list.append(frameNode(item));
+        else if (!/^Traceback \(most recent call last\)/.test(item.text) && item.text.trim() !== `${type}: ${a["exception.message"] || ""}`.trim()) {
+          list.append(el("div", { class: "frames-text", text: item.text }));
+        }
+      }
+      flush();
+      box.append(list);
+    } else if (a["exception.stacktrace"]) {
+      box.append(el("pre", { class: "value", text: a["exception.stacktrace"] }));
+    }
+    return box;
+  }
+  function isException(event) {
+    return event.name === "exception" || "exception.type" in (event.attributes || {});
+  }
+  function eventList(span) {
+    const list = el("div", { class: "events" });
+    for (const event of span.events || []) {
+      const attrs = Object.assign({}, event.attributes || {});
+      if (isException(event)) delete attrs["exception.stacktrace"];  // shown in full above
+      list.append(el("div", { class: "event" },
+        el("span", { class: "event-offset", title: event.timestamp ? fmtWall(event.timestamp) : "", text: event.timestamp ? fmtOffset(event.timestamp - span.start_time_ns) : "–" }),
+        el("span", { class: "event-name", text: event.name }),
+        isEmpty(attrs) ? null : kv(attrs)));
+    }
+    return list;
+  }
+
   function spanDetail(span, t0) {
     const duration = span.end_time_ns === null ? null : span.end_time_ns - span.start_time_ns;
     const status = span.status || {};
-    return el("div", { class: "detail", id: "span-detail" },
-      el("h2", {}, span.name, el("span", { class: "type", text: span.span_type }), " ", badge(status.status_code || "UNSET")),
+    const exceptions = (span.events || []).filter(isException);
+    return el("div", { class: "detail", id: "span-detail", "data-span-id": span.span_id },
+      el("h2", {}, span.name, el("span", { class: "type", text: span.span_type }), " ", badge(spanState(span)),
+        el("a", { class: "permalink", href: "#span-" + span.span_id, title: "link to this span", text: "link" })),
       el("div", { class: "meta" },
         el("span", { text: "duration " + fmtDuration(duration) }),
         el("span", { text: "starts at +" + fmtDuration(span.start_time_ns - t0) }),
         el("span", { class: "mono", text: "span " + span.span_id }),
-        status.description ? el("span", { text: status.description }) : null),
+        status.description && !exceptions.length ? el("span", { text: status.description }) : null),
+      exceptions.length ? el("div", { id: "exceptions" }, el("h3", { text: exceptions.length > 1 ? "Exceptions" : "Exception" }),
+        ...exceptions.map((e) => exceptionView(e, span.start_time_ns))) : null,
       section("Inputs", span.inputs, true),
       section("Outputs", span.outputs, true),
       section("Attributes", span.attributes, false),
-      section("Events", span.events, true));
+      (span.events || []).length ? el("div", {}, el("h3", { text: "Events" }), eventList(span)) : null);
+  }
+
+  // What the client got: the status code when the trace has one; an exception that escaped
+  // the app before any response means the server answered 500 on its behalf.
+  function responseSummary(root) {
+    if (!root) return null;
+    const outputs = root.outputs && typeof root.outputs === "object" ? root.outputs : {};
+    const code = outputs.status_code || outputs.status || (root.attributes || {})["http.response.status_code"];
+    const exc = (root.events || []).find(isException);
+    const excText = exc ? (exc.attributes || {})["exception.type"] + ((exc.attributes || {})["exception.message"] ? ": " + exc.attributes["exception.message"] : "") : null;
+    if (code) return { status: String(code), text: excText ? `${code} · ${excText}` : String(code) };
+    if (exc) return { status: "500", text: `500 · unhandled ${excText} (no response from the app; the server answered 500)` };
+    return null;
   }
 
   function waterfall(spans, onSelect) {
@@ -250,12 +366,17 @@
       const name = el("div", { class: "wf-name", title: span.name },
         el("span", { class: "wf-span-name", text: span.name }), el("span", { class: "type", text: span.span_type }));
       name.style.paddingLeft = (8 + depth * 16) + "px";
-      const row = el("div", { class: "wf-row", "data-span-id": span.span_id, "data-depth": depth },
+      const row = el("div", { class: "wf-row", id: "span-" + span.span_id, "data-span-id": span.span_id, "data-depth": depth },
         name, el("div", { class: "wf-track" }, bar), el("div", { class: "wf-duration", text: fmtDuration(duration) }));
-      row.addEventListener("click", () => {
+      row.addEventListener("click", (event) => {
         for (const r of rowNodes) r.classList.remove("selected");
         row.classList.add("selected");
         onSelect(span, t0);
+        // Every span has an address to share, /traces/{id}#span-{span_id}: a person's click
+        // puts it in the address bar; the page's own first selection leaves the URL alone.
+        if (event.isTrusted && location.hash !== "#span-" + span.span_id) {
+          history.replaceState(null, "", "#span-" + span.span_id);
+        }
       });
       rowNodes.push(row);
       box.append(row);
@@ -283,7 +404,10 @@
     const title = (info.tags || {})["mlflow.traceName"] || "trace";
     document.title = "routetrace · " + title;
     const heading = el("h1", {}, el("span", { id: "trace-name", text: title }), badge(info.state));
+    const root = ordered(spans).map(([s]) => s)[0];
+    const response = responseSummary(root);
     const meta = el("div", { class: "meta" },
+      response ? el("span", { id: "trace-status", class: "response" + (Number(response.status) >= 500 ? " failed" : ""), text: response.text }) : null,
       el("span", { text: fmtTime(info.request_time) }),
       el("span", { text: "duration " + (info.execution_duration === null ? "–" : fmtDuration(info.execution_duration * 1e6)) }),
       el("span", { text: spans.length + " spans" }),
@@ -291,7 +415,9 @@
     const detailSlot = el("div", {});
     const infoBox = el("div", { id: "trace-info" },
       section("Request preview", info.request_preview, true),
-      section("Response preview", info.response_preview, true),
+      response && (!info.response_preview || info.response_preview === "{}")
+        ? el("div", {}, el("h3", { text: "Response" }), el("pre", { class: "value", id: "response-summary", text: response.text }))
+        : section("Response preview", info.response_preview, true),
       section("Tags", info.tags, false),
       section("Metadata", info.trace_metadata, false));
     if (!spans.length) {
@@ -300,7 +426,14 @@
     }
     const wf = waterfall(spans, (span, t0) => { clear(detailSlot); detailSlot.append(spanDetail(span, t0)); });
     show(heading, meta, wf.box, detailSlot, el("h2", { text: "Trace" }), infoBox);
-    wf.rows[0].click();
+    const fromHash = () => {
+      const m = location.hash.match(/^#span-(.+)$/);
+      const row = m && wf.rows.find((r) => r.getAttribute("data-span-id") === decodeURIComponent(m[1]));
+      if (row) { row.click(); detailSlot.scrollIntoView({ block: "start" }); }
+      return Boolean(row);
+    };
+    if (!fromHash()) wf.rows[0].click();
+    window.addEventListener("hashchange", fromHash);
   }
 
   // -- routing ---------------------------------------------------------------------------
