@@ -16,8 +16,6 @@ import routetrace
 from tests.compat.compare import comparable, run_snippet
 from tests.compat.snippets import SNIPPETS, Snippet, for_mlflow
 
-pytestmark = pytest.mark.mlflow_server
-
 _IDS = [s.id for s in SNIPPETS]
 # What MLflow's SDK computes and writes when it exports (routetrace's server backend writes
 # them too; its local store does not: docs/mlflow-compat.md, "Differences"), and what the
@@ -72,6 +70,7 @@ def test_snippet_runs_unchanged_on_the_local_store(snippet: Snippet) -> None:
     _routetrace_traces(snippet)
 
 
+@pytest.mark.mlflow_server
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=_IDS)
 def test_snippet_reads_back_as_mlflow_wrote_it_on_a_real_server(
     snippet: Snippet, mlflow_tracking
@@ -82,6 +81,7 @@ def test_snippet_reads_back_as_mlflow_wrote_it_on_a_real_server(
     _assert_same(_by_name(ours), _by_name(theirs))
 
 
+@pytest.mark.mlflow_server
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=_IDS)
 def test_snippet_on_the_local_store_reads_back_as_mlflow_wrote_it(
     snippet: Snippet, mlflow_server, tmp_path
