@@ -62,7 +62,7 @@ def throughput(n: int = 50_000) -> dict[str, Any]:
     store = get_tracer().backend
     to_build = int(store.stats().get("traces_to_build", 0))
     started = time.perf_counter()
-    routetrace.search_traces(max_results=1)
+    routetrace.search_traces(max_results=1, return_type="list")
     build_s = time.perf_counter() - started
     return {"traces": n, "seconds": seconds, "traces_per_s": n / seconds,
             "written": stats["written"] - 100, "dropped": stats["dropped"],

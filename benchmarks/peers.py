@@ -176,7 +176,7 @@ def _routetrace(app: Any, workdir: Path, local: bool) -> Setup:
     def final() -> None:
         # A read, inside the measured CPU: whatever a store left for its first read to do
         # before search_traces and `routetrace traces list` can answer is counted.
-        routetrace.search_traces(max_results=1)
+        routetrace.search_traces(max_results=1, return_type="list")
 
     name = "routetrace" if local else os.environ["BENCH_CONFIG"]
     return Setup(traced, lambda timeout: routetrace.flush(timeout=timeout),

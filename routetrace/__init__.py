@@ -6,12 +6,15 @@
 ...     return a + b
 """
 
+from routetrace import entities, tracing
+from routetrace.client import MlflowClient
 from routetrace.tracing.destination import Experiment, set_destination
 from routetrace.tracing.display import disable_notebook_display, enable_notebook_display
 from routetrace.tracing.fluent import (
     TracedThreadPoolExecutor,
     configure,
     copy_context_to,
+    delete_trace_tag,
     delete_traces,
     disable,
     enable,
@@ -26,6 +29,7 @@ from routetrace.tracing.fluent import (
     is_enabled,
     search_traces,
     set_experiment,
+    set_trace_tag,
     set_tracking_uri,
     start_span,
     trace,
@@ -53,6 +57,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Experiment",
     "LiveSpan",
+    "MlflowClient",
     "SettingsError",
     "Span",
     "SpanEvent",
@@ -67,12 +72,14 @@ __all__ = [
     "active_run",
     "configure",
     "copy_context_to",
+    "delete_trace_tag",
     "delete_traces",
     "disable",
     "disable_notebook_display",
     "enable",
     "enable_async_logging",
     "enable_notebook_display",
+    "entities",
     "flush",
     "get_active_trace_id",
     "get_current_active_span",
@@ -85,10 +92,12 @@ __all__ = [
     "search_traces",
     "set_destination",
     "set_experiment",
+    "set_trace_tag",
     "set_tracking_uri",
     "start_run",
     "start_span",
     "trace",
+    "tracing",
     "update_current_trace",
 ]
 

@@ -47,7 +47,7 @@ def reset_tracer(monkeypatch: pytest.MonkeyPatch):
 
 def traces_of(experiment: str | None = None, **kwargs) -> list[routetrace.Trace]:
     assert routetrace.flush(timeout=30), "flush timed out"
-    return routetrace.search_traces(experiment, max_results=10_000, **kwargs)
+    return routetrace.search_traces(experiment, max_results=10_000, **kwargs, return_type="list")
 
 
 @pytest.fixture

@@ -123,6 +123,13 @@ class Backend(abc.ABC):
     ) -> int:
         raise UnsupportedOperation(f"{self.uri} does not support deleting traces")
 
+    def set_trace_tag(self, trace_id: str, key: str, value: str) -> None:
+        """Set one tag on a stored trace (``KeyError`` naming it when there is no such trace)."""
+        raise UnsupportedOperation(f"{self.uri} does not support trace tags")
+
+    def delete_trace_tag(self, trace_id: str, key: str) -> None:
+        raise UnsupportedOperation(f"{self.uri} does not support trace tags")
+
     def list_experiments(self) -> list[ExperimentInfo]:
         raise UnsupportedOperation(f"{self.uri} cannot list experiments")
 

@@ -239,6 +239,14 @@ _ORDER_FIELDS = {
     "status": "t.state",
     "state": "t.state",
     "name": "t.name",
+    # The rest of the keys MLflow's search_traces orders by (SearchTraceUtils).
+    "experiment_id": "t.experiment_id",
+    "execution_time": "t.execution_duration",
+    "end_time": "(t.request_time + t.execution_duration)",
+    "end_time_ms": "(t.request_time + t.execution_duration)",
+    "request_id": "t.trace_id",
+    "trace_id": "t.trace_id",
+    "run_id": "t.run_id",
 }
 
 

@@ -535,6 +535,33 @@ class LocalStore(Backend):
             out.append(Trace(info, TraceData(spans)))
         return out
 
+    # -- tags ---------------------------------------------------------------------------
+    @_locked
+    def set_trace_tag(self, trace_id: str, key: str, value: str) -> None:
+        self._change_tag(parse_trace_id(trace_id), "INSERT OR REPLACE INTO trace_tags "
+                         "VALUES (?, ?, ?)", (str(key), str(value)))
+
+    @_locked
+    def delete_trace_tag(self, trace_id: str, key: str) -> None:
+        self._change_tag(parse_trace_id(trace_id), "DELETE FROM trace_tags "
+                         "WHERE trace_id = ? AND key = ?", (str(key),))
+
+    def _change_tag(self, trace_id: str, sql: str, args: tuple[str, ...]) -> None:
+        conn = self._read_conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute("SELECT 1 FROM traces WHERE trace_id = ?",
+                                (trace_id,)).fetchone() is None:
+                    raise KeyError(f"no trace {trace_id} in {self.db_path}")
+                conn.execute(sql, (trace_id, *args))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise BackendError(f"local store {self.db_path}: {exc}") from exc
+
     # -- deleting -----------------------------------------------------------------------
     @_locked
     def delete_traces(

@@ -29,8 +29,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from routetrace.backends import mlflow_metadata, redact_uri
 from routetrace.backends import otlp_encoding as enc
-from routetrace.backends import redact_uri
 from routetrace.backends.base import (
     Backend,
     BackendError,
@@ -41,6 +41,7 @@ from routetrace.backends.base import (
 from routetrace.backends.http import import_httpx, retry_after_seconds
 from routetrace.tracing.destination import Experiment
 from routetrace.tracing.model import (
+    METADATA_CLIENT_REQUEST_ID,
     Span,
     SpanEvent,
     SpanStatus,
@@ -70,8 +71,9 @@ _SEARCH_PAGE = 500  # the server's cap on max_results
 _BATCH_GET = 100
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # Span attributes the encoding adds; reading back, they become fields, not attributes.
+# ``mlflow.spanFunctionName`` stays: @trace records it, so local traces have it too.
 _READ_BACK_DROP = (enc.TRACE_REQUEST_ID, enc.SPAN_TYPE, enc.SPAN_INPUTS, enc.SPAN_OUTPUTS,
-                  "mlflow.spanFunctionName", "mlflow.spanLogLevel")
+                  "mlflow.spanLogLevel")
 
 
 def _server_message(response: httpx.Response) -> str:
@@ -395,7 +397,9 @@ class MlflowServerBackend(Backend):
     def trace_info_body(self, experiment: ExperimentInfo, trace: Trace) -> dict[str, Any]:
         """``StartTraceV3``'s JSON body: the trace info as MLflow's client sends it."""
         info = trace.info
-        metadata = {**self._default_metadata, **info.trace_metadata}
+        metadata = {**self._default_metadata, **mlflow_metadata.io_metadata(trace),
+                    **info.trace_metadata}
+        client_request_id = metadata.pop(METADATA_CLIENT_REQUEST_ID, None)
         body: dict[str, Any] = {
             "trace_id": info.trace_id,
             "trace_location": {"type": "MLFLOW_EXPERIMENT",
@@ -417,6 +421,10 @@ class MlflowServerBackend(Backend):
             body["request_preview"] = info.request_preview
         if info.response_preview is not None:
             body["response_preview"] = info.response_preview
+        if client_request_id is not None:
+            body["client_request_id"] = client_request_id
+        # Measured on the info as sent, before the sizes are added: MLflow's own order.
+        body["trace_metadata"].update(mlflow_metadata.size_metadata(trace, body))
         return {"trace": {"trace_info": body}}
 
     def _post_info(self, experiment: ExperimentInfo, trace: Trace) -> None:
@@ -437,6 +445,9 @@ class MlflowServerBackend(Backend):
     def _info_from_json(self, d: dict[str, Any]) -> TraceInfo:
         location = d.get("trace_location") or {}
         exp_id = str((location.get("mlflow_experiment") or {}).get("experiment_id", ""))
+        metadata = dict(d.get("trace_metadata") or {})
+        if d.get("client_request_id"):
+            metadata[METADATA_CLIENT_REQUEST_ID] = d["client_request_id"]
         return TraceInfo(
             trace_id=d["trace_id"],
             experiment_id=exp_id,
@@ -447,7 +458,7 @@ class MlflowServerBackend(Backend):
             request_preview=d.get("request_preview"),
             response_preview=d.get("response_preview"),
             tags=dict(d.get("tags") or {}),
-            trace_metadata=dict(d.get("trace_metadata") or {}),
+            trace_metadata=metadata,
         )
 
     @staticmethod
@@ -579,6 +590,16 @@ class MlflowServerBackend(Backend):
                               what="checking traces")
             found.update(str(i["trace_id"]) for i in resp.get("trace_infos", ()))
         return found
+
+    def set_trace_tag(self, trace_id: str, key: str, value: str) -> None:
+        tid = parse_trace_id(trace_id)
+        self._request("PATCH", f"/api/2.0/mlflow/traces/{tid}/tags",
+                      json={"key": str(key), "value": str(value)}, what=f"tagging trace {tid}")
+
+    def delete_trace_tag(self, trace_id: str, key: str) -> None:
+        tid = parse_trace_id(trace_id)
+        self._request("DELETE", f"/api/2.0/mlflow/traces/{tid}/tags", json={"key": str(key)},
+                      what=f"deleting tag {key!r} of trace {tid}")
 
     def delete_traces(
         self,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from routetrace.tracing import serialize
 from routetrace.tracing.model import (
+    METADATA_STATE_OVERRIDE,
     Span,
     SpanEvent,
     SpanStatus,
@@ -158,10 +159,12 @@ def record_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trac
         metadata.update((clean(k), clean(v)) for k, v in live.metadata.items())
     if live.aborted:
         metadata["routetrace.aborted"] = live.aborted
+    state = "ERROR" if root._status == "ERROR" else "OK"
+    state = metadata.pop(METADATA_STATE_OVERRIDE, state)
     return TraceRecord(
         format_trace_id(live.trace_id), live.destination.name, name,
         root_start // 1_000_000, (root_end - root_start) // 1_000_000,
-        "ERROR" if root._status == "ERROR" else "OK",
+        state,
         request_preview, response_preview, metadata.get("mlflow.sourceRun"),
         tags, metadata, records,
     )

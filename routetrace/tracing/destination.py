@@ -70,6 +70,11 @@ def set_destination(destination: Experiment | None, *, context_local: bool = Fal
     With ``context_local=True`` only the current context (this asyncio task, this thread, or a
     ``contextvars.copy_context()`` of it) is affected; otherwise the process-wide default.
     """
+    if (destination is not None and not isinstance(destination, Experiment)
+            and isinstance(getattr(destination, "experiment_id", None), (str, int))):
+        # MLflow's own destination objects (``MlflowExperimentLocation(experiment_id=...)``,
+        # ``mlflow.tracing.destination.MlflowExperiment``) name the experiment by id.
+        destination = Experiment(experiment_id=destination.experiment_id)
     if destination is not None and not isinstance(destination, Experiment):
         raise TypeError(
             "set_destination() takes routetrace.Experiment(name=...) or "

@@ -20,7 +20,17 @@ from opentelemetry import trace as otel_trace
 from routetrace.tracing import otel_bridge
 from routetrace.tracing import processors as processors_mod
 from routetrace.tracing.destination import Experiment
-from routetrace.tracing.model import SpanType, Trace, format_trace_id
+from routetrace.tracing.model import (
+    METADATA_CLIENT_REQUEST_ID,
+    METADATA_MODEL_ID,
+    METADATA_SESSION,
+    METADATA_STATE_OVERRIDE,
+    METADATA_USER,
+    SpanType,
+    Trace,
+    TraceState,
+    format_trace_id,
+)
 from routetrace.tracing.span import NO_OP_SPAN, LiveSpan, NoOpSpan
 from routetrace.tracing.tracer import get_tracer
 
@@ -28,6 +38,7 @@ __all__ = [
     "TracedThreadPoolExecutor",
     "configure",
     "copy_context_to",
+    "delete_trace_tag",
     "delete_traces",
     "disable",
     "enable",
@@ -38,8 +49,10 @@ __all__ = [
     "get_last_active_trace_id",
     "get_trace",
     "get_tracking_uri",
+    "search_trace_list",
     "search_traces",
     "set_experiment",
+    "set_trace_tag",
     "set_tracking_uri",
     "start_span",
     "trace",
@@ -54,6 +67,7 @@ _attach = otel_context.attach
 _detach = otel_context.detach
 _set_span_in_context = otel_trace.set_span_in_context
 _get_current_span = otel_trace.get_current_span
+FUNCTION_NAME_ATTRIBUTE = "mlflow.spanFunctionName"
 _last_trace_id: int | None = None  # an int: holding the trace would keep it alive
 
 
@@ -188,7 +202,7 @@ def _binder(func: Callable[..., Any]) -> Callable[[tuple, dict], dict[str, Any]]
 
 def _begin(name: str, span_type: str, attributes: Mapping[str, Any] | None,
            destination: Experiment | None, bind: Callable, args: tuple,
-           kwargs: dict) -> LiveSpan | None:
+           kwargs: dict, function_name: str) -> LiveSpan | None:
     tracer = get_tracer()
     if not tracer.enabled:
         return None
@@ -196,6 +210,8 @@ def _begin(name: str, span_type: str, attributes: Mapping[str, Any] | None,
         span = tracer.start_span(name, span_type, trace_destination=destination)
         if span is NO_OP_SPAN:
             return None
+        # MLflow records the traced function's name on its span; its UI shows it.
+        span.set_attribute(FUNCTION_NAME_ATTRIBUTE, function_name)
         span.set_inputs(bind(args, kwargs))
         if attributes:
             span.set_attributes(attributes)
@@ -235,7 +251,8 @@ def trace(
             trace, name=name, span_type=span_type, attributes=attributes,
             trace_destination=trace_destination, output_reducer=output_reducer,
         )
-    span_name = name or getattr(func, "__name__", "span")
+    function_name = getattr(func, "__name__", "span")
+    span_name = name or function_name
     kind = str(span_type)
     bind = _binder(func)
     reduce_outputs = output_reducer or (lambda items: items)
@@ -244,7 +261,8 @@ def trace(
 
         @functools.wraps(func)
         async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs)
+            span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs,
+                          function_name)
             if span is None:
                 async for item in func(*args, **kwargs):
                     yield item
@@ -287,7 +305,8 @@ def trace(
 
         @functools.wraps(func)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs)
+            span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs,
+                          function_name)
             if span is None:
                 return (yield from func(*args, **kwargs))
             items: list[Any] = []
@@ -328,7 +347,8 @@ def trace(
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs)
+            span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs,
+                          function_name)
             if span is None:
                 return await func(*args, **kwargs)
             token = _attach(_set_span_in_context(span))
@@ -348,7 +368,8 @@ def trace(
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs)
+        span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs,
+                          function_name)
         if span is None:
             return func(*args, **kwargs)
         token = _attach(_set_span_in_context(span))
@@ -393,24 +414,54 @@ def get_last_active_trace_id() -> str | None:
 def update_current_trace(
     tags: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
+    client_request_id: str | None = None,
     request_preview: str | None = None,
     response_preview: str | None = None,
+    state: str | None = None,
+    model_id: str | None = None,
+    session_id: str | None = None,
+    user: str | None = None,
 ) -> None:
-    """Add tags/metadata, or set the previews, of the trace current in this context."""
+    """Update the trace current in this context, with MLflow 3's arguments.
+
+    ``tags`` and ``metadata`` are added (values stringified); ``client_request_id`` links the
+    trace to your own request id; the previews replace the ones derived from the root span;
+    ``state`` ("OK" or "ERROR") overrides the trace's state without touching any span's status;
+    ``model_id``, ``session_id`` and ``user`` go into the metadata under MLflow's keys.
+    """
+    if request_preview is not None and not isinstance(request_preview, str):
+        raise TypeError(f"request_preview must be a string, not {type(request_preview).__name__}")
+    if response_preview is not None and not isinstance(response_preview, str):
+        raise TypeError(
+            f"response_preview must be a string, not {type(response_preview).__name__}"
+        )
+    if state is not None and str(state) not in (TraceState.OK, TraceState.ERROR):
+        raise ValueError(f"state must be 'OK' or 'ERROR', not {state!r}")
     span = get_current_active_span()
     if span is None:
         if get_tracer().enabled:
             log.warning("routetrace: update_current_trace() called outside a trace; ignored")
         return
     live = span.trace
+    extra = dict(metadata) if metadata else {}
+    if model_id:
+        extra[METADATA_MODEL_ID] = model_id
+    if session_id is not None:
+        extra[METADATA_SESSION] = session_id
+    if user is not None:
+        extra[METADATA_USER] = user
+    if client_request_id is not None:
+        extra[METADATA_CLIENT_REQUEST_ID] = client_request_id
+    if state is not None:
+        extra[METADATA_STATE_OVERRIDE] = str(state)
     if tags:
         live.set_tags(dict(tags))
-    if metadata:
-        live.set_metadata(dict(metadata))
+    if extra:
+        live.set_metadata(extra)
     if request_preview is not None:
-        live.request_preview = str(request_preview)
+        live.request_preview = request_preview
     if response_preview is not None:
-        live.response_preview = str(response_preview)
+        live.response_preview = response_preview
 
 
 # -- threads ------------------------------------------------------------------------------
@@ -437,10 +488,33 @@ class TracedThreadPoolExecutor(ThreadPoolExecutor):
 
 
 # -- configuration ------------------------------------------------------------------------
-def configure(span_processors: list[Callable[[Any], None]] | None = None) -> None:
-    """Set the span processors run on every span before export (``fn(span)``, in place)."""
+class _ConfigScope:
+    """What ``configure`` returns: ignore it, or use it as ``with routetrace.configure(...):``
+    to put the previous processors back on exit (as MLflow's ``configure`` does)."""
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: tuple[Callable[[Any], None], ...]) -> None:
+        self._previous = previous
+
+    def __enter__(self) -> _ConfigScope:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        get_tracer().processors = self._previous
+
+
+def configure(span_processors: list[Callable[[Any], None]] | None = None) -> _ConfigScope:
+    """Set the span processors run on every span before export (``fn(span)``, in place).
+
+    >>> with routetrace.configure(span_processors=[redact]):  # only inside the block
+    ...     agent.run()
+    """
+    tracer = get_tracer()
+    previous = tracer.processors
     if span_processors is not None:
-        get_tracer().processors = processors_mod.validate(span_processors)
+        tracer.processors = processors_mod.validate(span_processors)
+    return _ConfigScope(previous)
 
 
 def enable() -> None:
@@ -509,30 +583,138 @@ def _experiment_ids(experiment: Any, experiment_ids: list[str] | None) -> list[s
     return ids
 
 
+# How long ``get_trace`` waits for this process's own unwritten traces before it answers None.
+GET_TRACE_WAIT_SECONDS = 5.0
+# Rows fetched per backend call when ``search_traces`` is asked for every match.
+_SEARCH_PAGE = 10_000
+
+
+def _active_experiment_ids() -> list[str] | None:
+    """The experiment ``set_experiment`` (or the environment) made active, as MLflow searches
+    it by default; None (every experiment) when nothing was chosen."""
+    from routetrace.tracing.destination import DEFAULT_EXPERIMENT
+
+    tracer = get_tracer()
+    active = tracer.global_destination
+    if active is None and tracer.default_destination != DEFAULT_EXPERIMENT:
+        active = tracer.default_destination
+    if active is None:
+        return None
+    return _experiment_ids(active, None)
+
+
+def search_trace_list(
+    experiment_ids: list[str] | None = None,
+    *,
+    filter_string: str | None = None,
+    run_id: str | None = None,
+    max_results: int | None = None,
+    order_by: list[str] | None = None,
+    include_spans: bool = True,
+) -> list[Trace]:
+    """Every match (or the first ``max_results``) from the current backend, as a list."""
+    if max_results is not None:
+        from routetrace.backends.base import check_max_results
+
+        check_max_results(max_results)
+    backend = get_tracer().backend
+    found: list[Trace] = []
+    while max_results is None or len(found) < max_results:
+        want = _SEARCH_PAGE if max_results is None else min(_SEARCH_PAGE, max_results - len(found))
+        page = backend.search_traces(
+            experiment_ids=experiment_ids, filter_string=filter_string, run_id=run_id,
+            max_results=want, order_by=order_by, include_spans=include_spans,
+            offset=len(found),
+        )
+        found.extend(page)
+        if len(page) < want:
+            break
+    return found
+
+
 def search_traces(
     experiment: Any = None,
     *,
     experiment_ids: list[str] | None = None,
+    locations: list[str] | None = None,
     filter_string: str | None = None,
     run_id: str | None = None,
-    max_results: int = 100,
+    max_results: int | None = None,
     order_by: list[str] | None = None,
-) -> list[Trace]:
-    """Traces from the current backend, newest first; ``experiment`` is a name, an
-    ``Experiment`` or a list of them. ``filter_string`` uses MLflow's syntax."""
-    ids = _experiment_ids(experiment, experiment_ids)
-    if ids is not None and not ids:
-        return []  # the named experiments do not exist
+    extract_fields: list[str] | None = None,
+    return_type: str = "pandas",
+    include_spans: bool = True,
+    flush: bool = False,
+) -> Any:
+    """Traces from the current backend, newest first, as MLflow's ``search_traces``.
+
+    ``experiment`` is a name, an ``Experiment`` or a list of them; ``locations`` (or
+    ``experiment_ids``) are experiment ids. With none of them, the active experiment
+    (``set_experiment``) is searched, or every experiment when none was set.
+    ``return_type`` is "pandas" (a DataFrame with MLflow's columns; needs
+    ``pip install 'routetrace[pandas]'``) or "list" (``Trace`` objects).
+    ``filter_string`` and ``order_by`` use MLflow's syntax; ``max_results=None`` is every match.
+
+    >>> routetrace.search_traces(filter_string="trace.status = 'ERROR'", return_type="list")
+    """
+    from routetrace.tracing import search_frame
+
+    if return_type not in ("pandas", "list"):
+        raise ValueError(f"return_type must be 'pandas' or 'list', not {return_type!r}")
+    if extract_fields and return_type != "pandas":
+        raise ValueError("extract_fields is only supported with return_type='pandas'")
+    pandas = search_frame.import_pandas() if return_type == "pandas" else None
+    if locations is not None and (
+        not isinstance(locations, (list, tuple)) or not all(isinstance(x, str) for x in locations)
+    ):
+        raise ValueError(f"locations must be a list of experiment ids, not {locations!r}")
+    if flush:
+        get_tracer().flush(None)
+    if experiment is None and experiment_ids is None and not locations:
+        ids = _active_experiment_ids()
+    else:
+        ids = _experiment_ids(experiment, [*(experiment_ids or ()), *(locations or ())] or None)
+    traces: list[Trace] = []
+    if ids is None or ids:  # an empty list: the named experiments do not exist
+        traces = search_trace_list(
+            ids, filter_string=filter_string, run_id=run_id, max_results=max_results,
+            order_by=order_by, include_spans=include_spans,
+        )
+    if pandas is not None:
+        return search_frame.traces_to_frame(pandas, traces, extract_fields)
     from routetrace.tracing.display import TraceList
 
-    return TraceList(get_tracer().backend.search_traces(
-        experiment_ids=ids, filter_string=filter_string, run_id=run_id,
-        max_results=max_results, order_by=order_by,
-    ))
+    return TraceList(traces)
 
 
-def get_trace(trace_id: str) -> Trace | None:
-    return get_tracer().backend.get_trace(trace_id)
+def get_trace(trace_id: str, silent: bool = False, flush: bool = False) -> Trace | None:
+    """The trace with this id, or None.
+
+    A trace this process finished but has not written yet (async logging) is waited for, up
+    to ``GET_TRACE_WAIT_SECONDS``, so ``get_trace(get_last_active_trace_id())`` right after a
+    traced call finds it. ``silent`` and ``flush`` are MLflow's; the wait makes ``flush``
+    unnecessary here.
+    """
+    tracer = get_tracer()
+    found = tracer.backend.get_trace(trace_id)
+    if found is None:
+        # Returns at once when nothing is waiting to be written.
+        tracer.flush(None if flush else GET_TRACE_WAIT_SECONDS)
+        found = tracer.backend.get_trace(trace_id)
+    return found
+
+
+def set_trace_tag(trace_id: str, key: str, value: str) -> None:
+    """Tag a trace: a running one (the tag is exported with it) or a stored one."""
+    from routetrace.client import MlflowClient
+
+    MlflowClient().set_trace_tag(trace_id, key, value)
+
+
+def delete_trace_tag(trace_id: str, key: str) -> None:
+    from routetrace.client import MlflowClient
+
+    MlflowClient().delete_trace_tag(trace_id, key)
 
 
 def delete_traces(

@@ -8,6 +8,7 @@ of a running trace are :class:`routetrace.tracing.span.LiveSpan`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = [
+    "METADATA_CLIENT_REQUEST_ID",
+    "METADATA_MODEL_ID",
+    "METADATA_SESSION",
+    "METADATA_STATE_OVERRIDE",
+    "METADATA_USER",
     "Span",
     "SpanEvent",
     "SpanStatus",
@@ -30,6 +36,15 @@ __all__ = [
 ]
 
 TRACE_ID_PREFIX = "tr-"
+# Trace metadata keys MLflow defines (mlflow/tracing/constant.py, TraceMetadataKey).
+METADATA_MODEL_ID = "mlflow.modelId"
+METADATA_SESSION = "mlflow.trace.session"
+METADATA_USER = "mlflow.trace.user"
+# MLflow keeps the client request id in a field of its own; the stores here keep it as
+# metadata under this key and ``TraceInfo.client_request_id`` reads it from there.
+METADATA_CLIENT_REQUEST_ID = "routetrace.clientRequestId"
+# ``update_current_trace(state=...)``: read (and removed) when the trace is built.
+METADATA_STATE_OVERRIDE = "routetrace.stateOverride"
 
 
 class _StrEnum(str, Enum):
@@ -307,6 +322,10 @@ class TraceInfo:
         return self.state
 
     @property
+    def client_request_id(self) -> str | None:
+        return self.trace_metadata.get(METADATA_CLIENT_REQUEST_ID)
+
+    @property
     def timestamp_ms(self) -> int:
         return self.request_time
 
@@ -383,12 +402,22 @@ class Trace:
     def root_span(self) -> Span | None:
         return self.data._root()
 
-    def search_spans(self, name: str | None = None, span_type: str | None = None) -> list[Span]:
+    def search_spans(
+        self,
+        span_type: str | None = None,
+        name: str | re.Pattern[str] | None = None,
+        span_id: str | None = None,
+    ) -> list[Span]:
+        """The spans matching every criterion given (MLflow's order of arguments); ``name``
+        may be a compiled regular expression, matched in full."""
+        kind = None if span_type is None else str(span_type)
         return [
             s
             for s in self.data.spans
-            if (name is None or s.name == name)
-            and (span_type is None or s.span_type == str(span_type))
+            if (kind is None or s.span_type == kind)
+            and (name is None or (name.fullmatch(s.name) is not None
+                                  if isinstance(name, re.Pattern) else s.name == name))
+            and (span_id is None or s.span_id == span_id)
         ]
 
     def to_dict(self) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def start_run(run_name: str | None = None, experiment: Experiment | None = None,
     """Group the traces made inside this block under a new run.
 
     ``with routetrace.start_run() as run: ...`` then
-    ``routetrace.search_traces(run_id=run.info.run_id)``.
+    ``routetrace.search_traces(run_id=run.info.run_id, return_type="list")``.
     """
     from routetrace.tracing.tracer import get_tracer
 

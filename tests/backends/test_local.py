@@ -56,7 +56,8 @@ def test_search_filters(store):
     routetrace.flush()
 
     def ids(f):
-        return [t.info.trace_id for t in routetrace.search_traces(filter_string=f)]
+        found = routetrace.search_traces(filter_string=f, return_type="list")
+        return [t.info.trace_id for t in found]
 
     assert ids("trace.status = 'ERROR'") == [slow]
     assert ids("trace.status = 'ERROR' AND tags.route = '/chat/**'") == [slow]
@@ -67,19 +68,20 @@ def test_search_filters(store):
     assert ids("trace.name ILIKE 'get%'") == [fast]
     assert ids("tags.`mlflow.traceName` = 'POST /chat'") == [slow]
     assert ids("trace.timestamp_ms > 0") == [slow, fast]  # newest first
-    oldest_first = routetrace.search_traces(order_by=["timestamp_ms ASC"])
+    oldest_first = routetrace.search_traces(order_by=["timestamp_ms ASC"], return_type="list")
     assert [t.info.trace_id for t in oldest_first] == [fast, slow]
-    assert len(routetrace.search_traces(max_results=1)) == 1
+    assert len(routetrace.search_traces(max_results=1, return_type="list")) == 1
     for wrong in (0, -1, True, 2.5, "10"):
         with pytest.raises(ValueError, match="max_results must be a positive integer"):
-            routetrace.search_traces(max_results=wrong)
+            routetrace.search_traces(max_results=wrong, return_type="list")
 
 
 def test_hostile_filter_never_reaches_sql(store):
     _make("a")
     routetrace.flush()
     with pytest.raises(ValueError):
-        routetrace.search_traces(filter_string="trace.status = 'OK'; DELETE FROM traces")
+        routetrace.search_traces(filter_string="trace.status = 'OK'; DELETE FROM traces",
+                                 return_type="list")
     assert len(traces_of()) == 1
 
 
@@ -95,7 +97,7 @@ def test_filters_sqlite_cannot_run_are_value_errors(store, filter_string, messag
     _make("a")
     routetrace.flush()
     with pytest.raises(ValueError, match=message):
-        routetrace.search_traces(filter_string=filter_string)
+        routetrace.search_traces(filter_string=filter_string, return_type="list")
     with pytest.raises(ValueError, match=message):
         store.count_traces(filter_string=filter_string)
 

@@ -34,7 +34,7 @@ def filled(store):
 
 
 def trace_count(experiment: str) -> int:
-    return len(routetrace.search_traces(experiment, max_results=1000))
+    return len(routetrace.search_traces(experiment, max_results=1000, return_type="list"))
 
 
 def console_script() -> Path:

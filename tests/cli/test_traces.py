@@ -178,7 +178,8 @@ def test_delete_older_than(capsys, filled):
                          "--yes")
     assert code == 0, err
     assert "Deleted 5 trace(s)" in out
-    remaining = {t.info.trace_id for t in routetrace.search_traces("math-agent")}
+    found = routetrace.search_traces("math-agent", return_type="list")
+    remaining = {t.info.trace_id for t in found}
     assert remaining == {filled.math, filled.hostile}
     assert trace_count("chat-agent") == 1
 
@@ -186,7 +187,8 @@ def test_delete_older_than(capsys, filled):
 def test_delete_max_takes_the_oldest(capsys, filled):
     code, _out, _ = run(capsys, "traces", "delete", "-e", "math-agent", "--max", "2", "--yes")
     assert code == 0
-    remaining = {t.info.trace_id for t in routetrace.search_traces("math-agent")}
+    found = routetrace.search_traces("math-agent", return_type="list")
+    remaining = {t.info.trace_id for t in found}
     assert remaining == {filled.math, filled.hostile, *filled.older[:3]}
 
 

@@ -87,7 +87,8 @@ def test_fastapi_routes_each_endpoint_to_its_experiment() -> None:
 
     chat_trace = only_trace("chat-agent")
     assert chat_trace.data.spans[0].name == "GET /chat/{room}/messages"
-    assert routetrace.search_traces("chat-agent", filter_string="tags.route = '/chat/**'")
+    assert routetrace.search_traces("chat-agent", filter_string="tags.route = '/chat/**'",
+                                    return_type="list")
 
     web = only_trace("web")  # the 404: no framework route, no rule: the method alone
     assert web.data.spans[0].name == "GET"
@@ -417,7 +418,8 @@ def test_background_task_spans_are_their_own_trace_in_the_requests_experiment() 
             by_name[request].info.trace_id)
         assert "routetrace.parentTraceId" not in by_name[request].info.trace_metadata
     linked = routetrace.search_traces(experiment="jobs", filter_string=(
-        f"metadata.`routetrace.parentTraceId` = '{by_name['GET /jobs'].info.trace_id}'"))
+        f"metadata.`routetrace.parentTraceId` = '{by_name['GET /jobs'].info.trace_id}'"),
+        return_type="list")
     assert [t.data.spans[0].name for t in linked] == ["send_email"]
 
 

@@ -119,7 +119,7 @@ else:
 with TestClient(served) as client:
     assert client.get("/items/3").json() == {{"v": 3}}
 routetrace.flush()
-traces = routetrace.search_traces()
+traces = routetrace.search_traces(return_type="list")
 print(json.dumps({{
     "exported": sorted(s.name for s in exporter.get_finished_spans()),
     "exported_trace_ids": sorted({{format(s.context.trace_id, "032x")

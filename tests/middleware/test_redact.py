@@ -271,7 +271,8 @@ def test_body_secrets_never_reach_the_mlflow_server(mlflow_tracking) -> None:
                       "note": f"{VISIBLE}{tag}"}).encode()
     assert call(mw, "POST", "/chat", chunks=[raw], headers=JSON).body == raw
     assert routetrace.flush(timeout=60)
-    (trace,) = routetrace.search_traces(f"sec-{tag}")  # read back through the server's API
+    # read back through the server's API
+    (trace,) = routetrace.search_traces(f"sec-{tag}", return_type="list")
     assert trace.data.spans[0].inputs["body"]["messages"] == [
         {"role": "user", "apiKey": "REDACTED"}]
     blob = b"".join(p.read_bytes() for p in server.root.rglob("*") if p.is_file())

@@ -321,7 +321,7 @@ def _all_traces() -> list[routetrace.Trace]:
     traces_of()  # flush
     out = []
     for experiment in ("hostile", "chat", "math"):
-        out += routetrace.search_traces(experiment, max_results=1_000_000)
+        out += routetrace.search_traces(experiment, max_results=1_000_000, return_type="list")
     return out
 
 

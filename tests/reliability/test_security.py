@@ -110,7 +110,8 @@ def test_credentials_never_reach_the_mlflow_server(mlflow_tracking) -> None:
     assert routetrace.flush(timeout=60)
     stats = routetrace.get_export_stats()
     assert stats["written"] == 1 and stats["spooled"] == 0
-    (trace,) = routetrace.search_traces(f"sec-{tag}")  # read back through the server's API
+    # read back through the server's API
+    (trace,) = routetrace.search_traces(f"sec-{tag}", return_type="list")
     assert SECRET not in repr(trace.to_dict())
     blob = _scan([server.root])  # the server's database, WAL and artifact store
     assert f"{VISIBLE}{tag}".encode() in blob
@@ -202,7 +203,8 @@ def test_filter_strings_never_reach_sql(tracer) -> None:
     @given(filter_string=filters)
     def check(filter_string: str) -> None:
         try:
-            found = routetrace.search_traces(filter_string=filter_string, max_results=100)
+            found = routetrace.search_traces(filter_string=filter_string, max_results=100,
+                                             return_type="list")
         except ValueError:
             outcomes["ValueError"] += 1
             return

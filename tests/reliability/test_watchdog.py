@@ -44,7 +44,7 @@ def test_stuck_handler_exported_once_with_error(reset_tracer) -> None:
         "routes": [{"path": "/stuck", "experiment": "stuck", "timeout_seconds": TIMEOUT}]})
 
     def stored() -> list[routetrace.Trace]:
-        return routetrace.search_traces("stuck", max_results=10)
+        return routetrace.search_traces("stuck", max_results=10, return_type="list")
 
     async def main() -> tuple[httpx.Response, float, list[routetrace.Trace]]:
         transport = httpx.ASGITransport(app=app)

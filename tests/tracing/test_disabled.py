@@ -59,7 +59,7 @@ def test_disable_and_enable_at_runtime(tracer):
     with routetrace.start_span("on"):
         pass
     routetrace.flush()
-    assert [t.root_span.name for t in routetrace.search_traces()] == ["on"]
+    assert [t.root_span.name for t in routetrace.search_traces(return_type="list")] == ["on"]
 
 
 def test_no_thread_until_the_first_trace(tracer):

@@ -50,7 +50,7 @@ def test_trace_sync_records_bound_inputs_outputs_and_nesting():
     assert add_span.inputs == {"a": 1, "b": 2}
     assert add_span.outputs == 3
     assert add_span.span_type == "TOOL"
-    assert add_span.attributes == {"k": "v"}
+    assert add_span.attributes == {"k": "v", "mlflow.spanFunctionName": "add"}
     assert trace.info.state == "OK"
     assert trace.info.tags["mlflow.traceName"] == "outer"
     assert trace.info.request_preview == '{"x": 1}'
@@ -319,7 +319,7 @@ async def test_30_concurrent_tasks_each_with_its_own_context_local_destination()
         assert trace.info.experiment_name == f"exp-{i}"
         assert len(trace.data.spans) == 2
     for i in range(30):
-        assert len(routetrace.search_traces(f"exp-{i}")) == 1
+        assert len(routetrace.search_traces(f"exp-{i}", return_type="list")) == 1
 
 
 def test_destination_precedence(reset_tracer):
@@ -496,3 +496,120 @@ def test_finished_traces_are_freed_without_the_cycle_collector():
         assert leftovers == []  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+def test_update_current_trace_takes_every_mlflow_3_argument():
+    with routetrace.start_span("root"):
+        routetrace.update_current_trace(
+            tags={"t": 1}, metadata={"m": "x"}, client_request_id="req-1",
+            request_preview="in", response_preview="out", state="ERROR",
+            model_id="model-7", session_id="session-1", user="user-1",
+        )
+    trace = _only(traces_of())
+    assert trace.info.client_request_id == "req-1"
+    assert (trace.info.request_preview, trace.info.response_preview) == ("in", "out")
+    assert trace.info.state == "ERROR"
+    assert trace.root_span.status.status_code == "UNSET"  # the state alone changed
+    assert trace.info.tags["t"] == "1"
+    meta = trace.info.trace_metadata
+    assert (meta["m"], meta["mlflow.modelId"], meta["mlflow.trace.session"],
+            meta["mlflow.trace.user"]) == ("x", "model-7", "session-1", "user-1")
+    assert "routetrace.stateOverride" not in meta
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    pytest.param({"state": "IN_PROGRESS"}, "state must be 'OK' or 'ERROR'", id="state"),
+    pytest.param({"request_preview": 3}, "request_preview must be a string", id="preview"),
+])
+def test_update_current_trace_refuses_bad_values_naming_them(kwargs, message):
+    with routetrace.start_span("root"), pytest.raises((ValueError, TypeError), match=message):
+        routetrace.update_current_trace(**kwargs)
+
+
+def test_get_trace_of_the_last_traced_call_finds_it_without_a_flush():
+    @routetrace.trace
+    def answer(q):
+        return 42
+
+    answer("why")
+    trace = routetrace.get_trace(routetrace.get_last_active_trace_id())
+    assert trace is not None and trace.root_span.outputs == 42
+
+
+def test_search_traces_defaults_to_the_active_experiment_as_mlflow():
+    for name in ("first", "second"):
+        routetrace.set_experiment(name)
+        with routetrace.start_span(name):
+            pass
+    assert routetrace.flush(timeout=30)
+    assert [t.info.experiment_name for t in routetrace.search_traces(return_type="list")] == [
+        "second"]
+    first_id = routetrace.set_experiment("first").experiment_id
+    assert [t.root_span.name for t in routetrace.search_traces(
+        locations=[first_id], return_type="list")] == ["first"]
+
+
+def test_search_traces_returns_mlflow_dataframe_by_default():
+    with routetrace.start_span("span1") as span:
+        span.set_inputs({"a": 1})
+        span.set_outputs({"c": 3})
+        routetrace.update_current_trace(client_request_id="req-9")
+    assert routetrace.flush(timeout=30)
+    df = routetrace.search_traces(extract_fields=["span1.inputs", "span1.outputs.c"])
+    assert list(df.columns) == [
+        "trace_id", "trace", "client_request_id", "state", "request_time",
+        "execution_duration", "request", "response", "trace_metadata", "tags", "spans",
+        "assessments", "span1.inputs", "span1.outputs.c",
+    ]
+    row = df.iloc[0]
+    assert (row["client_request_id"], row["request"], row["span1.outputs.c"]) == (
+        "req-9", {"a": 1}, 3)
+    assert routetrace.Trace.from_json(row["trace"]).info.trace_id == row["trace_id"]
+
+
+def test_search_traces_without_spans_and_ordered_by_each_field():
+    for i in range(3):
+        with routetrace.start_span(f"s{i}"):
+            pass
+    assert routetrace.flush(timeout=30)
+    bare = routetrace.search_traces(return_type="list", include_spans=False)
+    assert len(bare) == 3 and all(not t.data.spans for t in bare)
+    for field in ("experiment_id", "timestamp", "timestamp_ms", "execution_time",
+                  "execution_time_ms", "end_time", "end_time_ms", "status", "request_id",
+                  "name", "run_id", "request_time", "execution_duration", "state"):
+        for direction in ("ASC", "DESC"):
+            found = routetrace.search_traces(order_by=[f"{field} {direction}"],
+                                             return_type="list")
+            assert len(found) == 3
+
+
+def test_search_traces_names_the_pandas_extra_when_pandas_is_missing(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # an import of it now fails
+    with pytest.raises(ImportError, match=r"routetrace\[pandas\]"):
+        routetrace.search_traces()
+    assert routetrace.search_traces(return_type="list") == []
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    pytest.param({"return_type": "polars"}, "return_type must be", id="return type"),
+    pytest.param({"return_type": "list", "extract_fields": ["a.inputs"]},
+                 "only supported with return_type='pandas'", id="extract with list"),
+    pytest.param({"extract_fields": ["no-field-type"]}, "extract_fields entry",
+                 id="bad extract field"),
+    pytest.param({"locations": "0"}, "locations must be a list", id="locations string"),
+])
+def test_search_traces_refuses_bad_arguments_naming_them(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        routetrace.search_traces(**kwargs)
+
+
+def test_search_traces_defaults_to_the_experiment_named_in_the_environment(reset_tracer):
+    reset_tracer(MLFLOW_EXPERIMENT_NAME="from-env")
+    with routetrace.start_span("here"):
+        pass
+    with routetrace.start_span("elsewhere", trace_destination=Experiment(name="other")):
+        pass
+    assert routetrace.flush(timeout=30)
+    assert [t.root_span.name for t in routetrace.search_traces(return_type="list")] == ["here"]

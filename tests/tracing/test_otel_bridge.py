@@ -124,7 +124,7 @@ with routetrace.start_span("request") as root:
     with app_tracer.start_as_current_span("db.query", attributes={"db.system": "sqlite"}):
         helper()
 routetrace.flush()
-(stored,) = routetrace.search_traces(filter_string="trace.name = 'request'")
+(stored,) = routetrace.search_traces(filter_string="trace.name = 'request'", return_type="list")
 print(json.dumps({
     "exported": [[s.name, format(s.context.trace_id, "032x"),
                   format(s.parent.span_id, "016x") if s.parent else None]

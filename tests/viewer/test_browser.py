@@ -201,7 +201,8 @@ def app_traces(store) -> AppTraces:
         assert client.get("/ok").status_code == 200
     assert routetrace.flush(timeout=30)
     by_name = {t.info.name: t for t in routetrace.search_traces(experiment_ids=[
-        store.resolve_experiment(routetrace.Experiment(name="shop")).experiment_id])}
+        store.resolve_experiment(routetrace.Experiment(name="shop")).experiment_id],
+        return_type="list")}
     failed = by_name["POST /checkout"]
     charge = next(s for s in failed.data.spans if s.name == "charge")
     return AppTraces(failed.info.trace_id, charge.span_id, by_name["GET /ok"].info.trace_id)

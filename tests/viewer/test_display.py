@@ -14,7 +14,8 @@ from tests.viewer._data import HOSTILE, fill_store
 @pytest.fixture
 def traces(store):
     filled = fill_store(store)
-    return filled, {t.info.trace_id: t for t in routetrace.search_traces(max_results=100)}
+    found = routetrace.search_traces(max_results=100, return_type="list")
+    return filled, {t.info.trace_id: t for t in found}
 
 
 def test_waterfall_places_spans_on_one_axis(traces):
@@ -53,7 +54,7 @@ def test_trace_html_escapes_everything(traces):
 
 def test_search_results_render_as_a_table(traces):
     filled, _ = traces
-    results = routetrace.search_traces(max_results=100)
+    results = routetrace.search_traces(max_results=100, return_type="list")
     assert isinstance(results, TraceList)
     html = results._repr_html_()
     assert html.count("<tr") == 1 + 8
@@ -67,7 +68,7 @@ def test_disable_and_enable_notebook_display(traces):
     try:
         routetrace.disable_notebook_display()
         assert by_id[filled.math]._repr_html_() is None
-        assert routetrace.search_traces()._repr_html_() is None
+        assert routetrace.search_traces(return_type="list")._repr_html_() is None
     finally:
         routetrace.enable_notebook_display()
     assert by_id[filled.math]._repr_html_().startswith("<div")
