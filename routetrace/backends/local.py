@@ -547,7 +547,7 @@ class LocalStore(Backend):
                          "WHERE trace_id = ? AND key = ?", (str(key),))
 
     def _change_tag(self, trace_id: str, sql: str, args: tuple[str, ...]) -> None:
-        conn = self._read_conn()
+        conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:

@@ -241,7 +241,7 @@ def test_listing_and_counting_traces_build_nothing_and_decode_no_spans(
     assert _python_calls_into(building, listings) == []
     assert "POST /chat/{room}" in capsys.readouterr().out
     # Opening one trace decodes its spans, once, and builds nothing.
-    trace_id = routetrace.search_traces("chat", max_results=1)[0].info.trace_id
+    trace_id = routetrace.search_traces("chat", max_results=1, return_type="list")[0].info.trace_id
     calls = _python_calls_into(building, lambda: routetrace.get_trace(trace_id))
     assert [c for c in calls if c.endswith("decoder.py:decode")] == [calls[0]]  # one decode
     assert not [c for c in calls if "capture.py" in c or "serialize.py" in c
