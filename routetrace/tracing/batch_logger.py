@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import random
 import threading
 import time
@@ -179,6 +180,8 @@ class BatchLogger:
         self._closed = False
         self._last_drop_warning = -1e9
         self.stats = ExportStats()
+        # Names this process's export summary file: rewritten, never added to, by each drain.
+        self.summary_name = f"{time.time_ns()}-{os.getpid()}"
 
     @property
     def closed(self) -> bool:
@@ -525,6 +528,12 @@ class BatchLogger:
         """Flush within ``grace`` seconds; spool whatever is still waiting; stop the workers."""
         if self._closed:
             return True
+        return self.drain(grace, "process is exiting before the backend took it", final=True)
+
+    def drain(self, grace: float, reason: str, *, final: bool = False) -> bool:
+        """Flush within ``grace`` seconds, then spool whatever is still waiting, so that every
+        trace queued so far is written, spooled or counted. Unless ``final``, the workers keep
+        running: a server that ends the app's lifespan may still start it again."""
         complete = self.flush(grace) if self._started else True
         self._closing = True
         leftovers: list[LiveTrace] = []
@@ -538,18 +547,32 @@ class BatchLogger:
         for live in leftovers:
             built = _build(live, procs)
             if built is None:
-                self.stats.failed += 1
+                with self._lock:
+                    self.stats.failed += 1
                 continue
             key = (id(live.backend), live.destination.key)
             group = groups.setdefault(key, _Group(live.backend, live.destination, [], [live.seq]))
             group.traces.append(built)
         for group in [*pending, *groups.values()]:
-            self._spool(group, "process is exiting before the backend took it")
-        self._closed = True
+            self._spool(group, reason)
+        if final:
+            self._closed = True
+        else:
+            self._closing = False
         self._wake.set()
-        if self.stats.dropped or self.stats.spooled or self.stats.failed:
-            log.warning("routetrace: export summary at shutdown: %s", self.snapshot())
+        stats = self.snapshot()
+        if stats["dropped"] or stats["spooled"] or stats["failed"] or stats["pending"]:
+            log.warning("routetrace: export summary at %s: %d written, %d spooled, %d dropped "
+                        "(queue full), %d failed, %d still being written",
+                        "shutdown" if final else reason, stats["written"], stats["spooled"],
+                        stats["dropped"], stats["failed"], stats["pending"])
         return complete and not leftovers and not pending
+
+    def summary_due(self) -> bool:
+        """True when the counts say something a later ``routetrace stats`` should show."""
+        s = self.stats
+        return bool(s.dropped or s.spooled or s.failed or self._queue or self._inflight
+                    or self._pending)
 
     def stop_workers(self, timeout: float = 5.0) -> None:
         """Stop the worker threads (after ``shutdown``, or when a tracer is replaced)."""
