@@ -640,7 +640,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
          f"{_human_bytes(spool['bytes'])}"
          + (f"  (`{PROG} spool replay` writes them)" if spool["files"] else ""))
     if export["processes"]:
-        _out(f"export      {export['written']} written, {export['spooled']} spooled, "
+        replayed = f" ({export['replayed']} replayed since)" if export["replayed"] else ""
+        _out(f"export      {export['written']} written, {export['spooled']} spooled{replayed}, "
              f"{export['dropped']} dropped (queue full), {export['failed']} failed, "
              f"{export['lost']} lost in flight, by {export['processes']} process(es) that "
              "ended with traces not written")

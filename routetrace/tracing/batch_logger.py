@@ -49,7 +49,10 @@ _LINGER = 0.1
 # A worker with nothing to do for this long sleeps until a request wakes it.
 _IDLE_AFTER = 0.2
 _BACKOFF_INITIAL = 0.1
-_BACKOFF_MAX = 30.0
+# A failing backend is probed at least this often (times 0.5-1.5 jitter), so a recovered one is
+# found within seconds even when no new trace comes to try it; only one waiting batch per
+# backend makes each probe (``_retry_due``), so a long retry list does not hammer it.
+_BACKOFF_MAX = 2.0
 _DROP_WARNING_INTERVAL = 60.0
 _PROBE_INTERVAL = 1.0
 # Snapshots built per step when the worker is idle: a few milliseconds of work, so a request
@@ -327,8 +330,8 @@ class BatchLogger:
         backend = group.backend
         if not from_retry and id(backend) in self._failing and not self._closing:
             # New traces for a failing backend wait behind the retry list, except for one
-            # probe a second: it finds a recovered backend long before the retry list's own
-            # backoff (up to 30 s) comes due, without hammering one that is still down.
+            # probe a second: under load it finds a recovered backend before the retry list's
+            # own backoff comes due, without hammering one that is still down.
             now = time.monotonic()
             if now - self._last_probe.get(id(backend), -1e9) < _PROBE_INTERVAL:
                 self._defer(group, "backend is failing; queued behind earlier batches")
@@ -417,6 +420,26 @@ class BatchLogger:
             self._spool(g, f"retry list full while {g.backend.uri} is failing: {g.error}")
         return True
 
+    def _merged(self, groups: list[_Group]) -> list[_Group]:
+        """Due groups of one backend and experiment as one write (up to a batch): groups that
+        could not coalesce while another was being retried would otherwise cost a recovered
+        server one request each, one after the other."""
+        cap = min(self.batch_size, max(1, self.max_queue_size // 2))
+        out: list[_Group] = []
+        for g in groups:
+            for m in out:
+                if (m.backend is g.backend and m.destination.key == g.destination.key
+                        and len(m.traces) + len(g.traces) <= cap):
+                    m.traces.extend(g.traces)
+                    m.seqs.extend(g.seqs)
+                    m.min_seq = min(m.min_seq, g.min_seq)
+                    m.first_failure = min(f for f in (m.first_failure, g.first_failure)
+                                          if f) if (m.first_failure or g.first_failure) else 0.0
+                    break
+            else:
+                out.append(g)
+        return out
+
     def _trim_pending(self) -> list[_Group]:
         """Memory stays bounded while a backend is down: the oldest groups past the bound
         leave the retry list (to be spooled by the caller, outside the lock)."""
@@ -438,12 +461,19 @@ class BatchLogger:
             if due:
                 self._pending = keep
                 self._pending_traces -= sum(len(g.traces) for g in due)
+                due = self._merged(due)
                 for g in due:
                     self._inflight[id(g)] = (g.min_seq, len(g.traces))
             next_due = min((g.next_attempt for g in keep), default=now + 1.0)
+        still_down: set[int] = set()
         for g in due:
             try:
+                if id(g.backend) in still_down and not self._closing:
+                    self._defer(g, g.error)  # this pass's probe failed: wait for the next
+                    continue
                 self._attempt(g, from_retry=True)
+                if id(g.backend) in self._failing:
+                    still_down.add(id(g.backend))
             finally:
                 with self._done:
                     self._inflight.pop(id(g), None)
@@ -560,19 +590,21 @@ class BatchLogger:
         else:
             self._closing = False
         self._wake.set()
-        stats = self.snapshot()
-        if stats["dropped"] or stats["spooled"] or stats["failed"] or stats["pending"]:
-            log.warning("routetrace: export summary at %s: %d written, %d spooled, %d dropped "
-                        "(queue full), %d failed, %d still being written",
-                        "shutdown" if final else reason, stats["written"], stats["spooled"],
-                        stats["dropped"], stats["failed"], stats["pending"])
+        if self.summary_due():
+            stats = self.snapshot()
+            log.warning("routetrace: export summary at %s: %d written, %d spooled (%d of them "
+                        "replayed since), %d dropped (queue full), %d failed, %d still being "
+                        "written", "shutdown" if final else reason, stats["written"],
+                        stats["spooled"], stats["replayed"], stats["dropped"], stats["failed"],
+                        stats["pending"])
         return complete and not leftovers and not pending
 
     def summary_due(self) -> bool:
-        """True when the counts say something a later ``routetrace stats`` should show."""
+        """True when the counts say something a later ``routetrace stats`` should show: a
+        trace not written (dropped, failed, still spooled, still waiting)."""
         s = self.stats
-        return bool(s.dropped or s.spooled or s.failed or self._queue or self._inflight
-                    or self._pending)
+        return bool(s.dropped or s.spooled > s.replayed or s.failed or self._queue
+                    or self._inflight or self._pending)
 
     def stop_workers(self, timeout: float = 5.0) -> None:
         """Stop the worker threads (after ``shutdown``, or when a tracer is replaced)."""

@@ -174,7 +174,7 @@ def replay_spool(spool_dir: str | os.PathLike[str] | None = None,
 
 _SUMMARY_SUFFIX = ".export-summary.json"
 # "lost": traces still being written when the process ended (counted, never silent).
-_SUMMARY_KEYS = ("dropped", "failed", "spooled", "written", "lost")
+_SUMMARY_KEYS = ("dropped", "failed", "spooled", "replayed", "written", "lost")
 
 
 def record_export_summary(spool_dir: Path, stats: dict[str, int], name: str) -> Path:
