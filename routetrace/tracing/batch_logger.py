@@ -433,8 +433,8 @@ class BatchLogger:
                     m.traces.extend(g.traces)
                     m.seqs.extend(g.seqs)
                     m.min_seq = min(m.min_seq, g.min_seq)
-                    m.first_failure = min(f for f in (m.first_failure, g.first_failure)
-                                          if f) if (m.first_failure or g.first_failure) else 0.0
+                    failures = [f for f in (m.first_failure, g.first_failure) if f]
+                    m.first_failure = min(failures, default=0.0)
                     break
             else:
                 out.append(g)
@@ -560,7 +560,8 @@ class BatchLogger:
             return True
         return self.drain(grace, "process is exiting before the backend took it", final=True)
 
-    def drain(self, grace: float, reason: str, *, final: bool = False) -> bool:
+    def drain(self, grace: float, reason: str, *, final: bool = False,
+              when: str = "shutdown") -> bool:
         """Flush within ``grace`` seconds, then spool whatever is still waiting, so that every
         trace queued so far is written, spooled or counted. Unless ``final``, the workers keep
         running: a server that ends the app's lifespan may still start it again."""
@@ -594,7 +595,7 @@ class BatchLogger:
             stats = self.snapshot()
             log.warning("routetrace: export summary at %s: %d written, %d spooled (%d of them "
                         "replayed since), %d dropped (queue full), %d failed, %d still being "
-                        "written", "shutdown" if final else reason, stats["written"],
+                        "written", when, stats["written"],
                         stats["spooled"], stats["replayed"], stats["dropped"], stats["failed"],
                         stats["pending"])
         return complete and not leftovers and not pending

@@ -311,7 +311,7 @@ class Tracer:
             log.warning("routetrace: %d trace(s) still open at %s; written when they end, lost "
                         "if the process is killed first", still_open, reason)
         complete = self._logger.drain(self.settings.shutdown_grace_seconds,
-                                      f"{reason} before the backend took it")
+                                      f"{reason} before the backend took it", when=reason)
         self.record_summary()
         return complete
 

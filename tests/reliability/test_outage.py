@@ -36,6 +36,7 @@ from tests.viewer._data import make_trace
 OUTAGE_SECONDS = 10.0
 # A failing server is probed at least every 2 s (x1.5 jitter): found back within this.
 FIND_RECOVERED_WITHIN = 5.0
+QUIET_SECONDS = 20.0  # the recovery test's outage goes on this long after the requests stop
 
 
 def _chat_app(experiment: str) -> Starlette:
@@ -141,9 +142,10 @@ def _server_write_time(url: str, count: int) -> float:
 @pytest.mark.slow
 def test_an_outage_backlog_is_retried_within_seconds_of_the_server_answering_again(
         mlflow_tracking) -> None:
-    """Requests keep coming for 10 s while the server is down, then stop: nothing new
-    arrives to find the server back, so the retry list's own probing must find it within
-    seconds (before: its backoff, up to 45 s), and the backlog goes as one batch."""
+    """Requests keep coming for 10 s while the server is down, then stop, and the server
+    stays down 20 s more: nothing new arrives to find it back, so the retry list's own
+    probing must find it within seconds (before: its backoff, up to 45 s), and the backlog
+    goes in one batch or a few."""
     server = mlflow_tracking
     experiment = f"recovery-{uuid.uuid4().hex[:8]}"
     trace_ids: list[str] = []
@@ -175,8 +177,12 @@ def test_an_outage_backlog_is_retried_within_seconds_of_the_server_answering_aga
     client.event_hooks["request"].append(sent)
     client.event_hooks["response"].append(answered)
     server.stop()
+    down_at = time.monotonic()
     asyncio.run(load_for(OUTAGE_SECONDS))
     held_back = len(trace_ids) - 1
+    # Then a quiet outage: the retry list keeps trying alone, its backoff growing.
+    wait_until(lambda: time.monotonic() - down_at >= OUTAGE_SECONDS + QUIET_SECONDS,
+               QUIET_SECONDS + 5, interval=0.25, what="the quiet part of the outage")
     server.start()  # returns once /health answers
     recovered_at = time.monotonic()
     assert routetrace.flush(timeout=180), routetrace.get_export_stats()
@@ -184,7 +190,8 @@ def test_an_outage_backlog_is_retried_within_seconds_of_the_server_answering_aga
     found = max(0.0, min(accepted) - recovered_at)
     pace = _server_write_time(server.url, held_back)
     stats = routetrace.get_export_stats()
-    print(f"\nrecovery: {held_back} traces held back by a {OUTAGE_SECONDS:g}s outage; the "
+    print(f"\nrecovery: {held_back} traces held back by a "
+          f"{OUTAGE_SECONDS + QUIET_SECONDS:g}s outage; the "
           f"server was tried again {found:.1f}s after it answered, in {len(accepted)} span "
           f"upload(s); all written after {took:.1f}s (a warm server takes {pace:.1f}s for as "
           f"many); {stats}")
