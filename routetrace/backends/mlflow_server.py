@@ -69,6 +69,7 @@ _MAX_TAG_KEY_CHARS = 250
 _MAX_TAG_VALUE_CHARS = 4096
 _SEARCH_PAGE = 500  # the server's cap on max_results
 _BATCH_GET = 100
+_INFO_CALLS_IN_FLIGHT = 8  # StartTraceV3 calls of one batch sent at once
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # Span attributes the encoding adds; reading back, they become fields, not attributes.
 # ``mlflow.spanFunctionName`` stays: @trace records it, so local traces have it too.
@@ -372,8 +373,18 @@ class MlflowServerBackend(Backend):
             by_run.setdefault(trace.info.trace_metadata.get("mlflow.sourceRun"), []).append(trace)
         for run_id, group in by_run.items():
             self._post_spans(experiment, run_id, group)
-        for trace in traces:
-            self._post_info(experiment, trace)
+        if len(traces) == 1:
+            self._post_info(experiment, traces[0])
+            return
+        # MLflow has no batch call for trace infos: a batch's calls go out side by side
+        # (a backlog after an outage is hundreds of them), and the first failure fails the
+        # batch, which is retried whole (the calls are upserts).
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(_INFO_CALLS_IN_FLIGHT, len(traces)),
+                                thread_name_prefix="routetrace-mlflow-info") as pool:
+            for done in [pool.submit(self._post_info, experiment, t) for t in traces]:
+                done.result()
 
     def encode_spans(self, traces: list[Trace]) -> tuple[bytes, str]:
         """The OTLP body for ``traces`` and its content type."""

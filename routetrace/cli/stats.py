@@ -48,21 +48,35 @@ def _spool_figures(spool_dir: Path) -> dict[str, Any]:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from routetrace.backends.base import BackendError
+    from routetrace.tracing.spool import export_summaries
+
     tracer = tracer_from(args)
     backend = tracer.backend
     missing = missing_store(backend)
-    store = {"uri": backend.uri, **({} if missing else backend.stats())}
+    # The spool and the counts are local files: shown even when the store cannot be read,
+    # which is when an operator needs them most.
     spool = _spool_figures(tracer.spool_dir())
-    from routetrace.tracing.spool import export_summaries
-
     export = export_summaries(tracer.spool_dir())
-    experiments = [] if missing else [r for r in summaries_of(backend) if r.get("traces") != 0]
+    unreachable = None
+    try:
+        store = {"uri": backend.uri, **({} if missing else backend.stats())}
+        experiments = [] if missing else [r for r in summaries_of(backend)
+                                          if r.get("traces") != 0]
+    except (BackendError, OSError, sqlite3.Error) as exc:
+        unreachable = str(exc)
+        store = {"uri": backend.uri, "error": unreachable}
+        experiments = []
     if args.json:
         echo(json_text({"store": store, "spool": spool, "export": export,
                         "experiments": experiments}))
         return 0
     echo(f"store       {store['uri']}")
-    if missing:
+    if unreachable is not None:
+        echo(f"  unreadable {safe(unreachable)}")
+    elif missing:
         echo("            (no store yet)")
     else:
         if "path" in store:
@@ -74,8 +88,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
          f"{_human_bytes(spool['bytes'])}"
          + (f"  (`{PROG} spool replay` writes them)" if spool["files"] else ""))
     if export["processes"]:
-        echo(f"export      {export['dropped']} dropped (queue full), {export['failed']} failed, "
-             f"by {export['processes']} process(es) that shut down with losses")
+        replayed = f" ({export['replayed']} replayed since)" if export["replayed"] else ""
+        echo(f"export      {export['written']} written, {export['spooled']} spooled{replayed}, "
+             f"{export['dropped']} dropped (queue full), {export['failed']} failed, "
+             f"{export['lost']} lost in flight, by {export['processes']} process(es) that "
+             "ended with traces not written")
     if experiments:
         echo("")
         table = [[safe(r["name"]), str(r.get("traces", "–")), str(r.get("errors", "–")),

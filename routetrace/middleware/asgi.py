@@ -30,6 +30,7 @@ from routetrace.middleware.guard import Untraced, abandon, report
 from routetrace.middleware.types import ASGIApp, Message, Receive, Scope, Send
 from routetrace.routing.config import ConfigError, load
 from routetrace.routing.table import RouteTable
+from routetrace.tracing import lifecycle
 from routetrace.tracing import tracer as tracer_mod
 from routetrace.tracing.destination import reset_context_destination, set_context_destination
 from routetrace.tracing.otel_bridge import current_request
@@ -401,7 +402,8 @@ async def _ws_send(ex: _ASGIExchange, inner: Send, message: Message) -> None:
 
 
 class _LifespanSend:
-    """Flush the trace logger before telling the server the app has shut down."""
+    """Settle the export (flush, spool the rest, leave the counts) before telling the server
+    the app has shut down: under uvicorn that is the last chance, SIGTERM follows."""
 
     __slots__ = ("_send",)
 
@@ -410,21 +412,19 @@ class _LifespanSend:
 
     async def __call__(self, message: Message) -> None:
         if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            await _flush()
+            await _settle()
         await self._send(message)
 
 
-async def _flush() -> None:
-    tracer = tracer_mod.peek_tracer()
-    if tracer is None:
+async def _settle() -> None:
+    if tracer_mod.peek_tracer() is None:
         return
     try:
-        grace = tracer.settings.shutdown_grace_seconds
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio (trio): a short blocking flush at shutdown
-            tracer.flush(grace)
+        except RuntimeError:  # not asyncio (trio): a short blocking settle at shutdown
+            lifecycle.settle("lifespan shutdown")
             return
-        await loop.run_in_executor(None, tracer.flush, grace)
+        await loop.run_in_executor(None, lifecycle.settle, "lifespan shutdown")
     except Exception:
-        report("flushing at lifespan shutdown")
+        report("settling the export at lifespan shutdown")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import random
 import threading
 import time
@@ -44,7 +45,10 @@ _LINGER = 0.1
 # A worker with nothing to do for this long sleeps until a request wakes it.
 _IDLE_AFTER = 0.2
 _BACKOFF_INITIAL = 0.1
-_BACKOFF_MAX = 30.0
+# A failing backend is probed at least this often (times 0.5-1.5 jitter), so a recovered one is
+# found within seconds even when no new trace comes to try it; only one waiting batch per
+# backend makes each probe (``_retry_due``), so a long retry list does not hammer it.
+_BACKOFF_MAX = 2.0
 _DROP_WARNING_INTERVAL = 60.0
 _PROBE_INTERVAL = 1.0
 
@@ -139,6 +143,8 @@ class BatchLogger:
         self._closed = False
         self._last_drop_warning = -1e9
         self.stats = ExportStats()
+        # Names this process's export summary file: rewritten, never added to, by each drain.
+        self.summary_name = f"{time.time_ns()}-{os.getpid()}"
 
     @property
     def closed(self) -> bool:
@@ -261,8 +267,8 @@ class BatchLogger:
         backend = group.backend
         if not from_retry and id(backend) in self._failing and not self._closing:
             # New traces for a failing backend wait behind the retry list, except for one
-            # probe a second: it finds a recovered backend long before the retry list's own
-            # backoff (up to 30 s) comes due, without hammering one that is still down.
+            # probe a second: under load it finds a recovered backend before the retry list's
+            # own backoff comes due, without hammering one that is still down.
             now = time.monotonic()
             if now - self._last_probe.get(id(backend), -1e9) < _PROBE_INTERVAL:
                 self._defer(group, "backend is failing; queued behind earlier batches")
@@ -349,6 +355,26 @@ class BatchLogger:
             self._spool(g, f"retry list full while {g.backend.uri} is failing: {g.error}")
         return True
 
+    def _merged(self, groups: list[_Group]) -> list[_Group]:
+        """Due groups of one backend and experiment as one write (up to a batch): groups that
+        could not coalesce while another was being retried would otherwise cost a recovered
+        server one request each, one after the other."""
+        cap = min(self.batch_size, max(1, self.max_queue_size // 2))
+        out: list[_Group] = []
+        for g in groups:
+            for m in out:
+                if (m.backend is g.backend and m.destination.key == g.destination.key
+                        and len(m.traces) + len(g.traces) <= cap):
+                    m.traces.extend(g.traces)
+                    m.seqs.extend(g.seqs)
+                    m.min_seq = min(m.min_seq, g.min_seq)
+                    failures = [f for f in (m.first_failure, g.first_failure) if f]
+                    m.first_failure = min(failures, default=0.0)
+                    break
+            else:
+                out.append(g)
+        return out
+
     def _trim_pending(self) -> list[_Group]:
         """Memory stays bounded while a backend is down: the oldest groups past the bound
         leave the retry list (to be spooled by the caller, outside the lock)."""
@@ -370,12 +396,19 @@ class BatchLogger:
             if due:
                 self._pending = keep
                 self._pending_traces -= sum(len(g.traces) for g in due)
+                due = self._merged(due)
                 for g in due:
                     self._inflight[id(g)] = (g.min_seq, len(g.traces))
             next_due = min((g.next_attempt for g in keep), default=now + 1.0)
+        still_down: set[int] = set()
         for g in due:
             try:
+                if id(g.backend) in still_down and not self._closing:
+                    self._defer(g, g.error)  # this pass's probe failed: wait for the next
+                    continue
                 self._attempt(g, from_retry=True)
+                if id(g.backend) in self._failing:
+                    still_down.add(id(g.backend))
             finally:
                 with self._done:
                     self._inflight.pop(id(g), None)
@@ -460,6 +493,13 @@ class BatchLogger:
         """Flush within ``grace`` seconds; spool whatever is still waiting; stop the workers."""
         if self._closed:
             return True
+        return self.drain(grace, "process is exiting before the backend took it", final=True)
+
+    def drain(self, grace: float, reason: str, *, final: bool = False,
+              when: str = "shutdown") -> bool:
+        """Flush within ``grace`` seconds, then spool whatever is still waiting, so that every
+        trace queued so far is written, spooled or counted. Unless ``final``, the workers keep
+        running: a server that ends the app's lifespan may still start it again."""
         complete = self.flush(grace) if self._started else True
         self._closing = True
         leftovers: list[LiveTrace] = []
@@ -472,18 +512,34 @@ class BatchLogger:
         for live in leftovers:
             built = _build(live, live.processors)
             if built is None:
-                self.stats.failed += 1
+                with self._lock:
+                    self.stats.failed += 1
                 continue
             key = (id(live.backend), live.destination.key)
             group = groups.setdefault(key, _Group(live.backend, live.destination, [], [live.seq]))
             group.traces.append(built)
         for group in [*pending, *groups.values()]:
-            self._spool(group, "process is exiting before the backend took it")
-        self._closed = True
+            self._spool(group, reason)
+        if final:
+            self._closed = True
+        else:
+            self._closing = False
         self._wake.set()
-        if self.stats.dropped or self.stats.spooled or self.stats.failed:
-            log.warning("routetrace: export summary at shutdown: %s", self.snapshot())
+        if self.summary_due():
+            stats = self.snapshot()
+            log.warning("routetrace: export summary at %s: %d written, %d spooled (%d of them "
+                        "replayed since), %d dropped (queue full), %d failed, %d still being "
+                        "written", when, stats["written"],
+                        stats["spooled"], stats["replayed"], stats["dropped"], stats["failed"],
+                        stats["pending"])
         return complete and not leftovers and not pending
+
+    def summary_due(self) -> bool:
+        """True when the counts say something a later ``routetrace stats`` should show: a
+        trace not written (dropped, failed, still spooled, still waiting)."""
+        s = self.stats
+        return bool(s.dropped or s.spooled > s.replayed or s.failed or self._queue
+                    or self._inflight or self._pending)
 
     def stop_workers(self, timeout: float = 5.0) -> None:
         """Stop the worker threads (after ``shutdown``, or when a tracer is replaced)."""

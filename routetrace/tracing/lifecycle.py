@@ -3,9 +3,12 @@
 SIGTERM: routetrace installs its handler when tracing starts in the main thread and keeps the
 handler it found. When that was a Python handler (gunicorn's, the app's, uvicorn's), routetrace
 calls it and lets it decide how the server shuts down; the flush then happens at exit (atexit)
-or at ASGI lifespan shutdown. When it was the default (the process would just die),
-routetrace first ends open traces with ERROR, flushes within the grace period, then restores
-the default and re-sends the signal, so the process dies exactly as it would have.
+or at ASGI lifespan shutdown (``settle``: uvicorn then re-raises SIGTERM with the default
+handler, so no exit hook runs after it). Both end in the same place: every trace written,
+spooled, or counted in a summary beside the spool. When it was the default (the process
+would just die), routetrace first ends open traces with ERROR, flushes within the grace
+period, then restores the default and re-sends the signal, so the process dies exactly as it
+would have.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import sys
 import threading
 from typing import Any
 
-__all__ = ["fresh_lock_after_fork", "install", "shutdown"]
+__all__ = ["fresh_lock_after_fork", "install", "settle", "shutdown"]
 
 log = logging.getLogger("routetrace")
 
@@ -105,6 +108,20 @@ def shutdown(reason: str = "exit") -> None:
             tracer.shutdown(reason=reason)
         except Exception:
             log.exception("routetrace: shutdown failed")
+
+
+def settle(reason: str = "lifespan shutdown") -> None:
+    """The server ended the app (ASGI lifespan shutdown): end where ``shutdown`` ends (written,
+    spooled, or counted with a summary) without closing, since the server may start the app
+    again. Blocks up to the grace period; never raises."""
+    from routetrace.tracing.tracer import peek_tracer
+
+    tracer = peek_tracer()
+    if tracer is not None:
+        try:
+            tracer.settle(reason)
+        except Exception:
+            log.exception("routetrace: settling the export at %s failed", reason)
 
 
 def _at_exit() -> None:

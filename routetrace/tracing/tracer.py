@@ -314,15 +314,40 @@ class Tracer:
         if self._logger is None:
             return True
         complete = self._logger.shutdown(self.settings.shutdown_grace_seconds)
-        stats = self._logger.stats
-        if stats.dropped or stats.failed:  # outlive the process: `routetrace stats` shows them
-            try:
-                from routetrace.tracing.spool import record_export_summary
-
-                record_export_summary(self.spool_dir(), self._logger.snapshot())
-            except Exception:
-                log.warning("routetrace: could not record the export summary", exc_info=True)
+        self.record_summary()
         return complete
+
+    def settle(self, reason: str) -> bool:
+        """The app stopped serving (ASGI lifespan shutdown): flush within the grace period,
+        spool the rest and leave the summary, as ``shutdown`` does, but keep the tracer
+        working. uvicorn kills its process by re-raising SIGTERM right after, so no exit hook
+        would run; a server that starts the app again finds the tracer as it was."""
+        if self._logger is None:
+            return True
+        still_open = len(self.live)
+        if still_open:
+            log.warning("routetrace: %d trace(s) still open at %s; written when they end, lost "
+                        "if the process is killed first", still_open, reason)
+        complete = self._logger.drain(self.settings.shutdown_grace_seconds,
+                                      f"{reason} before the backend took it", when=reason)
+        self.record_summary()
+        return complete
+
+    def record_summary(self) -> None:
+        """Leave this process's export counts beside the spool when they show anything but
+        traces written (``routetrace stats`` reads them after the process is gone)."""
+        logger = self._logger
+        if logger is None or not logger.summary_due():
+            return
+        stats = logger.snapshot()
+        stats["lost"] = stats["pending"]
+        try:
+            from routetrace.tracing.spool import record_export_summary
+
+            record_export_summary(self.spool_dir(), stats, logger.summary_name)
+        except Exception:
+            log.error("routetrace: could not record the export summary (%s); the counts "
+                      "were: %s", self.spool_dir(), stats, exc_info=True)
 
     def after_fork_in_child(self) -> None:
         self.live.clear()

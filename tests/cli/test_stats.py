@@ -30,6 +30,27 @@ def test_stats_counts_store_spool_and_experiments(capsys, filled, store, tracer)
     assert "spool replay" in out
 
 
+def test_stats_shows_spool_and_counts_while_the_mlflow_server_is_down(capsys, reset_tracer,
+                                                                      tmp_path):
+    from routetrace.tracing.spool import record_export_summary
+    from tests.fixtures.servers import free_port
+
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    tracer = reset_tracer(MLFLOW_TRACKING_URI=down, ROUTETRACE_SPOOL_DIR=str(tmp_path / "spool"))
+    trace = make_trace(1, "1", "t", int(time.time() * 1000), [("t", "UNKNOWN", None, 0, 1, "OK")])
+    spool_batch(tracer.spool_dir(), down, Experiment(name="chat-agent"), [trace])
+    record_export_summary(tracer.spool_dir(), {"spooled": 1, "dropped": 3}, "1-2")
+    code, out, err = run(capsys, "stats", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert "cannot reach the MLflow server" in data["store"]["error"]
+    assert (data["spool"]["traces"], data["export"]["dropped"]) == (1, 3)
+    code, out, err = run(capsys, "stats")
+    assert code == 0, err
+    assert "1 file(s), 1 trace(s)" in out and "3 dropped" in out
+    assert "unreadable" in out
+
+
 def test_spool_replay(capsys, store, tracer):
     exp = store.resolve_experiment(Experiment(name="late"))
     traces = [make_trace(60 + i, exp.experiment_id, "late", int(time.time() * 1000),

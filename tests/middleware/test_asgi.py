@@ -758,9 +758,10 @@ def test_disable_at_runtime_is_checked_per_request(hello_app: Any) -> None:
 
 
 # -- lifespan and websockets ----------------------------------------------------------------
-def test_lifespan_shutdown_flushes_before_completing(tracer: Tracer, monkeypatch: Any) -> None:
+def test_lifespan_shutdown_settles_the_export_before_completing(tracer: Tracer,
+                                                               monkeypatch: Any) -> None:
     events: list[str] = []
-    monkeypatch.setattr(tracer, "flush", lambda timeout=None: events.append("flush") or True)
+    monkeypatch.setattr(tracer, "settle", lambda reason: events.append(reason) or True)
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
         assert scope["type"] == "lifespan"
@@ -785,7 +786,8 @@ def test_lifespan_shutdown_flushes_before_completing(tracer: Tracer, monkeypatch
                                      receive, send)
 
     asyncio.run(go())
-    assert events == ["lifespan.startup.complete", "flush", "lifespan.shutdown.complete"]
+    assert events == ["lifespan.startup.complete", "lifespan shutdown",
+                      "lifespan.shutdown.complete"]
 
 
 def test_websocket_session_is_one_trace() -> None:

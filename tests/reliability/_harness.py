@@ -88,8 +88,9 @@ class LoadResult:
 
 
 def run_load(url: str, n: int, *, concurrency: int, at: int | None = None,
-             action: Callable[[], None] | None = None) -> LoadResult:
-    """GET ``/r/{i}`` for i in range(n) with at most ``concurrency`` in flight; after ``at``
+             action: Callable[[], None] | None = None, first: int = 0) -> LoadResult:
+    """GET ``/r/{i}`` for i in range(first, first + n) with at most ``concurrency`` in
+    flight; after ``at``
     responses have completed, call ``action`` once (e.g. SIGTERM the server) while the rest
     of the requests are still being sent."""
     result = LoadResult()
@@ -115,7 +116,7 @@ def run_load(url: str, n: int, *, concurrency: int, at: int | None = None,
                     fired = True
                     action()
 
-            await asyncio.gather(*(one(i) for i in range(n)))
+            await asyncio.gather(*(one(i) for i in range(first, first + n)))
 
     asyncio.run(main())
     return result
