@@ -39,10 +39,10 @@ def main() -> dict[str, Any]:
     os.environ["ROUTETRACE_SIGNAL_HANDLERS"] = "false"
     import routetrace
     from routetrace.backends.local import LocalStore
-    from routetrace.tracing import tracer as tracer_mod
-    from routetrace.tracing.batch_logger import write_now
-    from routetrace.tracing.build import record_trace
-    from routetrace.tracing.destination import Experiment
+    from routetrace.core import tracer as tracer_mod
+    from routetrace.core.build import record_trace
+    from routetrace.core.destination import Experiment
+    from routetrace.export.batch_logger import write_now
 
     tracer = tracer_mod.reset()
     results: dict[str, Any] = {"python": sys.version.split()[0], "n": args.n}

@@ -46,7 +46,7 @@ def _requests(app: Any, n: int) -> None:
 def throughput(n: int = 50_000) -> dict[str, Any]:
     os.environ["MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE"] = str(n + 1000)
     import routetrace
-    from routetrace.tracing.tracer import get_tracer
+    from routetrace.core.tracer import get_tracer
 
     app = _app()
     _requests(app, 100)
@@ -71,8 +71,8 @@ def throughput(n: int = 50_000) -> dict[str, Any]:
 
 def shutdown(n: int | None = None) -> dict[str, Any]:
     import routetrace
-    from routetrace.tracing import lifecycle
-    from routetrace.tracing.tracer import get_tracer
+    from routetrace.core.tracer import get_tracer
+    from routetrace.export import lifecycle
 
     tracer = get_tracer()
     n = n or tracer.settings.max_queue_size

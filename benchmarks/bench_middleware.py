@@ -120,7 +120,7 @@ def run_routetrace(n: int, repeat: int) -> dict[str, Any]:
     result = _time(app, n, repeat, after=flush)
     # The same loop with the export worker held at its queue lock (``put`` takes no lock, the
     # worker's ``_take`` does): the request path alone, export done between timed slices.
-    from routetrace.tracing.tracer import get_tracer
+    from routetrace.core.tracer import get_tracer
 
     held = _time(app, n, repeat, after=flush, hold=lambda: get_tracer().logger._lock)
     result["held_best"], result["held_median"] = held["best"], held["median"]

@@ -52,9 +52,9 @@ def main() -> None:
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
+    from routetrace.core.tracer import get_tracer
     from routetrace.middleware import TracingMiddleware
     from routetrace.middleware.asgi import _ASGIExchange, _otel_context_var
-    from routetrace.tracing.tracer import get_tracer
 
     tracer = get_tracer()
     tracer.logger.put = lambda trace: trace.release()  # type: ignore[method-assign]

@@ -46,8 +46,8 @@ def main() -> None:
     writes = [0, 0.0, 0.0, 0]  # calls, wall s, thread CPU s, traces
     if config == "routetrace":
         from routetrace.backends.local import LocalStore
-        from routetrace.tracing import batch_logger
-        from routetrace.tracing.tracer import get_tracer
+        from routetrace.core.tracer import get_tracer
+        from routetrace.export import batch_logger
 
         if args.mode == "hold":
             get_tracer().logger.put = lambda trace: trace.release()  # type: ignore[method-assign]

@@ -105,7 +105,7 @@ def run(config: str, n: int, workdir: Path, warm: int = 1000) -> dict[str, Any]:
            "wall_us": (wall3 - wall0) / n * 1e6,
            "loop_cpu_us": (cpu1 - cpu0) / n * 1e6, "kept": kept}
     if config == "routetrace":
-        from routetrace.tracing.tracer import get_tracer
+        from routetrace.core.tracer import get_tracer
 
         out["left_to_build"] = int(get_tracer().backend.stats().get("traces_to_build", 0))
     return out

@@ -8,9 +8,9 @@
 
 from routetrace import entities, tracing
 from routetrace.client import MlflowClient
-from routetrace.tracing.destination import Experiment, set_destination
-from routetrace.tracing.display import disable_notebook_display, enable_notebook_display
-from routetrace.tracing.fluent import (
+from routetrace.core.destination import Experiment, set_destination
+from routetrace.core.display import disable_notebook_display, enable_notebook_display
+from routetrace.core.fluent import (
     TracedThreadPoolExecutor,
     configure,
     copy_context_to,
@@ -35,7 +35,7 @@ from routetrace.tracing.fluent import (
     trace,
     update_current_trace,
 )
-from routetrace.tracing.model import (
+from routetrace.core.model import (
     Span,
     SpanEvent,
     SpanStatus,
@@ -45,12 +45,12 @@ from routetrace.tracing.model import (
     TraceData,
     TraceInfo,
 )
-from routetrace.tracing.runs import active_run, start_run
-from routetrace.tracing.settings import SettingsError
-from routetrace.tracing.settings import load_settings as _load_settings
-from routetrace.tracing.span import LiveSpan
-from routetrace.tracing.spool import replay_spool
-from routetrace.tracing.tracer import get_tracer as _get_tracer  # noqa: F401 (tests, tools)
+from routetrace.core.runs import active_run, start_run
+from routetrace.core.settings import SettingsError
+from routetrace.core.settings import load_settings as _load_settings
+from routetrace.core.span import LiveSpan
+from routetrace.core.tracer import get_tracer as _get_tracer  # noqa: F401 (tests, tools)
+from routetrace.export.spool import replay_spool
 
 __version__ = "0.1.0"
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from routetrace.tracing import fluent
-from routetrace.tracing.destination import Experiment
-from routetrace.tracing.live_trace import LiveTrace
-from routetrace.tracing.model import SpanType, Trace, parse_trace_id
-from routetrace.tracing.span import NO_OP_SPAN, LiveSpan, NoOpSpan
-from routetrace.tracing.tracer import get_tracer
+from routetrace.core import fluent
+from routetrace.core.destination import Experiment
+from routetrace.core.live_trace import LiveTrace
+from routetrace.core.model import SpanType, Trace, parse_trace_id
+from routetrace.core.span import NO_OP_SPAN, LiveSpan, NoOpSpan
+from routetrace.core.tracer import get_tracer
 
 if TYPE_CHECKING:
     from routetrace.backends.base import Backend

@@ -4,7 +4,7 @@
 >>> from routetrace.entities import SpanType, SpanStatusCode, Trace
 """
 
-from routetrace.tracing.model import (
+from routetrace.core.model import (
     Span,
     SpanEvent,
     SpanStatus,
@@ -15,7 +15,7 @@ from routetrace.tracing.model import (
     TraceInfo,
     TraceState,
 )
-from routetrace.tracing.span import LiveSpan, NoOpSpan
+from routetrace.core.span import LiveSpan, NoOpSpan
 
 __all__ = [
     "LiveSpan",

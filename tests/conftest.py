@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import routetrace
-from routetrace.tracing import tracer as tracer_mod
-from routetrace.tracing.tracer import Tracer
+from routetrace.core import tracer as tracer_mod
+from routetrace.core.tracer import Tracer
 
 pytest_plugins = ["tests.fixtures.servers"]
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from routetrace.backends.base import Backend, BackendError, ExperimentInfo, UnsupportedOperation
-from routetrace.tracing.lifecycle import fresh_lock_after_fork
+from routetrace.export.lifecycle import fresh_lock_after_fork
 
 if TYPE_CHECKING:
-    from routetrace.tracing.settings import Settings
+    from routetrace.core.settings import Settings
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
@@ -76,7 +76,7 @@ def backend_for_uri(uri: str | None, settings: Settings | None = None) -> Backen
 
 def _create(uri: str, settings: Settings | None) -> Backend:
     if settings is None:
-        from routetrace.tracing.settings import load_settings
+        from routetrace.core.settings import load_settings
 
         settings = load_settings()
     parts = urlsplit(uri) if "://" in uri or uri.startswith("file:") else None

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from routetrace.tracing.build import TraceRecord, to_trace
-from routetrace.tracing.destination import Experiment
-from routetrace.tracing.model import Trace
+from routetrace.core.build import TraceRecord, to_trace
+from routetrace.core.destination import Experiment
+from routetrace.core.model import Trace
 
 __all__ = [
     "Backend",
@@ -81,7 +81,7 @@ class Backend(abc.ABC):
 
     def write_records(self, experiment: ExperimentInfo,
                       records: list[TraceRecord] | list[Trace]) -> None:
-        """Write what the export worker built (:func:`~routetrace.tracing.build.record_trace`).
+        """Write what the export worker built (:func:`~routetrace.core.build.record_trace`).
 
         A backend that can store a record as it is (the local store) overrides this; the
         others get :class:`Trace` objects, stamped with the experiment.

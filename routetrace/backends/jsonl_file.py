@@ -30,10 +30,10 @@ from routetrace.backends.base import (
     ExperimentInfo,
     LabelledExperiments,
 )
-from routetrace.tracing.model import Trace
+from routetrace.core.model import Trace
 
 if TYPE_CHECKING:
-    from routetrace.tracing.settings import Settings
+    from routetrace.core.settings import Settings
 
 __all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_BYTES", "JsonlFileBackend"]
 

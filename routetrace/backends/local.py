@@ -7,7 +7,7 @@ two halves of one distributed trace (the same ``traceparent`` continued by two r
 merged span by span.
 
 The export worker hands over each trace built once (a
-:class:`~routetrace.tracing.build.TraceRecord`) and it is stored in its final form: one row
+:class:`~routetrace.core.build.TraceRecord`) and it is stored in its final form: one row
 of ``traces`` with the columns searches and listings read, plus a row per tag and metadata
 entry. The spans, read only when a person opens a trace, are one JSON text per trace (a list
 of arrays, inputs and outputs kept as the JSON text they were recorded as), encoded once on
@@ -36,7 +36,7 @@ from routetrace.backends.base import (
     check_delete_arguments,
     check_max_results,
 )
-from routetrace.tracing.build import (
+from routetrace.core.build import (
     NAME_TAG,
     SCHEMA_KEY,
     SCHEMA_VERSION,
@@ -45,8 +45,8 @@ from routetrace.tracing.build import (
     to_span,
     to_trace,
 )
-from routetrace.tracing.destination import Experiment
-from routetrace.tracing.model import Trace, TraceData, TraceInfo, parse_trace_id
+from routetrace.core.destination import Experiment
+from routetrace.core.model import Trace, TraceData, TraceInfo, parse_trace_id
 
 __all__ = ["LocalStore"]
 

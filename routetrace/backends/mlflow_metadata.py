@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from routetrace.backends import otlp_encoding as enc
-from routetrace.tracing.model import Span, Trace
+from routetrace.core.model import Span, Trace
 
 __all__ = ["SIZE_BYTES", "SIZE_STATS", "TRACE_INPUTS", "TRACE_OUTPUTS", "io_metadata",
            "size_metadata"]

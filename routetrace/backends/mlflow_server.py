@@ -39,8 +39,8 @@ from routetrace.backends.base import (
     check_max_results,
 )
 from routetrace.backends.http import import_httpx, retry_after_seconds
-from routetrace.tracing.destination import Experiment
-from routetrace.tracing.model import (
+from routetrace.core.destination import Experiment
+from routetrace.core.model import (
     METADATA_CLIENT_REQUEST_ID,
     Span,
     SpanEvent,
@@ -54,7 +54,7 @@ from routetrace.tracing.model import (
 if TYPE_CHECKING:
     import httpx
 
-    from routetrace.tracing.settings import Settings
+    from routetrace.core.settings import Settings
 
 __all__ = ["MlflowServerBackend"]
 

@@ -27,12 +27,12 @@ from routetrace.backends.base import (
     LabelledExperiments,
 )
 from routetrace.backends.http import import_httpx, retry_after_seconds
-from routetrace.tracing.model import Trace
+from routetrace.core.model import Trace
 
 if TYPE_CHECKING:
     import httpx
 
-    from routetrace.tracing.settings import Settings
+    from routetrace.core.settings import Settings
 
 __all__ = ["OtlpBackend", "endpoint_from_uri"]
 

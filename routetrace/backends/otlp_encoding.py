@@ -25,7 +25,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from routetrace.tracing.model import Span, SpanEvent, Trace
+from routetrace.core.model import Span, SpanEvent, Trace
 
 __all__ = [
     "SPAN_INPUTS",

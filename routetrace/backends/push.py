@@ -25,9 +25,9 @@ from typing import Any
 
 from routetrace.backends.base import Backend
 from routetrace.backends.local import LocalStore
-from routetrace.tracing import spool
-from routetrace.tracing.destination import Experiment
-from routetrace.tracing.model import Trace
+from routetrace.core.destination import Experiment
+from routetrace.core.model import Trace
+from routetrace.export import spool
 
 __all__ = ["LEDGER_FILENAME", "PushResult", "push"]
 

@@ -95,7 +95,7 @@ def echo_error(line: str) -> None:
 
 def tracer_from(args: argparse.Namespace) -> Any:
     """The process's tracer, with ``--tracking-uri`` applied (settings errors propagate)."""
-    from routetrace.tracing.tracer import get_tracer
+    from routetrace.core.tracer import get_tracer
 
     tracer = get_tracer()
     if getattr(args, "tracking_uri", None):
@@ -136,7 +136,7 @@ def empty_listing(backend: Backend, args: argparse.Namespace) -> bool:
 
 def resolve_experiment(backend: Backend, name_or_id: str) -> ExperimentInfo:
     from routetrace.backends.base import BackendError
-    from routetrace.tracing.destination import Experiment
+    from routetrace.core.destination import Experiment
 
     try:
         return backend.resolve_experiment(Experiment(name=name_or_id), create=False)

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``routetrace`` console script; returns the exit status."""
-    from routetrace.tracing.settings import SettingsError
+    from routetrace.core.settings import SettingsError
 
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from routetrace.cli.common import echo
 
 if TYPE_CHECKING:
-    from routetrace.tracing.model import Span, Trace
+    from routetrace.core.model import Span, Trace
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -159,14 +159,14 @@ def format_time(ms: int | None, *, short: bool = False) -> str:
 
 
 def format_duration_ms(ms: int | None) -> str:
-    from routetrace.tracing.display import format_duration_ns
+    from routetrace.core.display import format_duration_ns
 
     return format_duration_ns(None if ms is None else ms * 1_000_000)
 
 
 def _tree(spans: list[Span]) -> list[tuple[Span, str]]:
     """Spans in display order with their tree prefix (``├─``, ``└─``)."""
-    from routetrace.tracing.display import ordered_spans
+    from routetrace.core.display import ordered_spans
 
     uni = _unicode_ok()
     tee, elbow, pipe = ("├─ ", "└─ ", "│  ") if uni else ("|- ", "`- ", "|  ")
@@ -211,7 +211,7 @@ def _print_value(title: str, value: Any, indent: str, full: bool, width: int) ->
 
 def render_trace(trace: Trace, *, full: bool = False, width: int | None = None) -> None:
     """The trace's header, its span tree as a waterfall, then previews, tags and metadata."""
-    from routetrace.tracing.display import format_duration_ns, waterfall
+    from routetrace.core.display import format_duration_ns, waterfall
 
     width = width or terminal_width()
     info = trace.info

@@ -32,7 +32,7 @@ def _human_bytes(n: int | None) -> str:
 
 
 def _spool_figures(spool_dir: Path) -> dict[str, Any]:
-    from routetrace.tracing.spool import spooled_files
+    from routetrace.export.spool import spooled_files
 
     files = spooled_files(spool_dir)
     traces = 0
@@ -51,7 +51,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     import sqlite3
 
     from routetrace.backends.base import BackendError
-    from routetrace.tracing.spool import export_summaries
+    from routetrace.export.spool import export_summaries
 
     tracer = tracer_from(args)
     backend = tracer.backend
@@ -104,7 +104,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_spool_replay(args: argparse.Namespace) -> int:
-    from routetrace.tracing.spool import replay_spool, spooled_files
+    from routetrace.export.spool import replay_spool, spooled_files
 
     tracer = tracer_from(args)
     spool_dir = Path(args.dir) if args.dir else tracer.spool_dir()

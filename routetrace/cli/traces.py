@@ -34,12 +34,12 @@ from routetrace.cli.render import (
 
 if TYPE_CHECKING:
     from routetrace.backends.base import Backend
-    from routetrace.tracing.model import Trace
+    from routetrace.core.model import Trace
 
 
 def _find_trace(backend: Backend, text: str) -> Trace:
     """A full trace id, or a unique prefix of one as ``traces list`` prints it."""
-    from routetrace.tracing.model import parse_trace_id
+    from routetrace.core.model import parse_trace_id
 
     try:
         trace_id = parse_trace_id(text)

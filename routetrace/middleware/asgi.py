@@ -24,17 +24,17 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
+from routetrace.core import tracer as tracer_mod
+from routetrace.core.destination import reset_context_destination, set_context_destination
+from routetrace.core.otel_bridge import current_request
+from routetrace.core.span import NO_OP_SPAN, LiveSpan
+from routetrace.export import lifecycle
 from routetrace.middleware.capture import Exchange, parse_traceparent
 from routetrace.middleware.frameworks import watch_exceptions
 from routetrace.middleware.guard import Untraced, abandon, report
 from routetrace.middleware.types import ASGIApp, Message, Receive, Scope, Send
 from routetrace.routing.config import ConfigError, load
 from routetrace.routing.table import RouteTable
-from routetrace.tracing import lifecycle
-from routetrace.tracing import tracer as tracer_mod
-from routetrace.tracing.destination import reset_context_destination, set_context_destination
-from routetrace.tracing.otel_bridge import current_request
-from routetrace.tracing.span import NO_OP_SPAN, LiveSpan
 
 __all__ = ["TracingMiddleware"]
 

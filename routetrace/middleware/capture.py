@@ -15,14 +15,14 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from routetrace.core.serialize import clean
 from routetrace.middleware import frameworks
 from routetrace.middleware.redact import REDACTED, parse_json, scrub_pairs, scrub_text
 from routetrace.routing.scrub import DEFAULT_POLICY, KeyPolicy
-from routetrace.tracing.serialize import clean
 
 if TYPE_CHECKING:
+    from routetrace.core.span import LiveSpan
     from routetrace.routing.table import RouteTable, Rule
-    from routetrace.tracing.span import LiveSpan
 
 __all__ = ["REDACTED", "Exchange", "apply", "parse_traceparent", "redact_query"]
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from opentelemetry import trace as otel_trace
 
+from routetrace.core.span import LiveSpan
 from routetrace.middleware.guard import report
-from routetrace.tracing.span import LiveSpan
 
 __all__ = [  # noqa: F822 (DjangoRouteMiddleware is built lazily by __getattr__)
     "DjangoRouteMiddleware", "asgi_route", "init_quart", "record_caught_exception",

@@ -13,8 +13,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from routetrace.tracing.destination import reset_context_destination
-from routetrace.tracing.span import NO_OP_SPAN
+from routetrace.core.destination import reset_context_destination
+from routetrace.core.span import NO_OP_SPAN
 
 __all__ = ["Untraced", "abandon", "counts", "report"]
 

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
+from routetrace.core import tracer as tracer_mod
+from routetrace.core.destination import reset_context_destination, set_context_destination
+from routetrace.core.span import NO_OP_SPAN
 from routetrace.middleware.capture import Exchange, parse_traceparent
 from routetrace.middleware.frameworks import watch_exceptions, wsgi_route
 from routetrace.middleware.guard import Untraced, abandon, report
 from routetrace.routing.config import load
 from routetrace.routing.table import RouteTable, Rule
-from routetrace.tracing import tracer as tracer_mod
-from routetrace.tracing.destination import reset_context_destination, set_context_destination
-from routetrace.tracing.span import NO_OP_SPAN
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

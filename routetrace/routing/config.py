@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from routetrace.core.destination import Experiment
 from routetrace.routing.patterns import PatternError, compile_pattern
 from routetrace.routing.scrub import ALWAYS_SECRET, DEFAULT_POLICY, KeyPolicy, normalise
 from routetrace.routing.table import (
@@ -27,7 +28,6 @@ from routetrace.routing.table import (
     RouteTable,
     Rule,
 )
-from routetrace.tracing.destination import Experiment
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -418,7 +418,7 @@ def load(config: RouteTable | Mapping[str, Any] | str | os.PathLike[str] | None 
         return from_mapping(config)
     if config is not None:
         return load_file(config)
-    from routetrace.tracing.tracer import get_tracer
+    from routetrace.core.tracer import get_tracer
 
     explicit = get_tracer().settings.config_path  # ROUTETRACE_CONFIG, read with the rest
     if explicit:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from routetrace.core.destination import Experiment
 from routetrace.routing.scrub import DEFAULT_POLICY, KeyPolicy
 from routetrace.routing.table import RouteTable, Rule
-from routetrace.tracing.destination import Experiment
 
 __all__ = ["describe", "explain"]
 
@@ -15,7 +15,7 @@ def _destination(table: RouteTable, rule: Rule) -> str:
         return f"experiment {rule.experiment}"
     if table.default_experiment is not None:
         return f"experiment {table.default_experiment} (the table's default)"
-    from routetrace.tracing.tracer import get_tracer
+    from routetrace.core.tracer import get_tracer
 
     fallback: Experiment = get_tracer().default_destination
     return f"experiment {fallback} (no experiment in the table; from the environment)"

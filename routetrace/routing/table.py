@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from routetrace.core.destination import Experiment
 from routetrace.routing.patterns import CompiledPattern, compile_pattern
 from routetrace.routing.scrub import DEFAULT_POLICY, KeyPolicy
-from routetrace.tracing.destination import Experiment
 
 __all__ = [
     "ALWAYS_REDACTED_HEADERS",

@@ -5,7 +5,7 @@ captures, bodies up to the cap) and has no login: never expose it without puttin
 authentication in front of it.
 
 >>> from routetrace.viewer import create_app
->>> app = create_app(routetrace.tracing.tracer.get_tracer().backend)
+>>> app = create_app(routetrace.core.tracer.get_tracer().backend)
 """
 
 from routetrace.viewer.app import create_app

@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routetrace.backends.base import Backend, BackendError
-from routetrace.tracing.model import parse_trace_id
+from routetrace.core.model import parse_trace_id
 from routetrace.viewer.queries import TraceQuery, search_page, summary_row
 
 __all__ = ["create_app"]

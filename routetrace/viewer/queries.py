@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from routetrace.backends.base import Backend
-from routetrace.tracing.model import Trace
+from routetrace.core.model import Trace
 
 __all__ = ["PREVIEW_CHARS", "TraceQuery", "quote", "search_page", "summary_row"]
 

@@ -11,7 +11,7 @@ import pytest
 import routetrace
 from routetrace.backends import backend_for_uri
 from routetrace.backends.jsonl_file import DEFAULT_MAX_BYTES, JsonlFileBackend
-from routetrace.tracing.settings import load_settings
+from routetrace.core.settings import load_settings
 
 pytest.importorskip("aiofiles")
 

@@ -21,8 +21,8 @@ import routetrace
 from routetrace import SpanType
 from routetrace.backends import BackendError, backend_for_uri
 from routetrace.backends.mlflow_server import MlflowServerBackend
-from routetrace.tracing.destination import Experiment
-from routetrace.tracing.settings import load_settings
+from routetrace.core.destination import Experiment
+from routetrace.core.settings import load_settings
 from tests.fixtures.servers import free_port, loopback_http_server, wait_until
 
 mlflow = pytest.importorskip("mlflow")
@@ -405,7 +405,7 @@ def recorder() -> Iterator[tuple[str, type[_Recorder]]]:
 
 
 def _one_trace(tmp_path) -> list[routetrace.Trace]:
-    from routetrace.tracing.model import Span, SpanStatus, Trace, TraceData, TraceInfo
+    from routetrace.core.model import Span, SpanStatus, Trace, TraceData, TraceInfo
 
     tid = "tr-" + uuid.uuid4().hex
     now = time.time_ns()

@@ -102,7 +102,7 @@ def test_collector_receives_standard_otlp(receiver, reset_tracer, tmp_path) -> N
 
 def test_collector_errors(receiver, tmp_path) -> None:
     from routetrace.backends.base import BackendError
-    from routetrace.tracing.settings import load_settings
+    from routetrace.core.settings import load_settings
 
     address, handler = receiver
     backend = OtlpBackend.from_uri(f"otlp+http://{address}", load_settings({}))
@@ -146,13 +146,13 @@ def test_endpoint_from_uri(uri: str, endpoint: str) -> None:
 
 
 def test_backend_for_uri_maps_otlp(tmp_path) -> None:
-    from routetrace.tracing.settings import load_settings
+    from routetrace.core.settings import load_settings
 
     assert isinstance(backend_for_uri("otlp+http://127.0.0.1:1", load_settings({})), OtlpBackend)
 
 
 def _sample_trace() -> routetrace.Trace:
-    from routetrace.tracing.model import Span, SpanEvent, SpanStatus, Trace, TraceData, TraceInfo
+    from routetrace.core.model import Span, SpanEvent, SpanStatus, Trace, TraceData, TraceInfo
 
     tid = "tr-" + "ab" * 16
     root = Span(tid, "00000000000000a1", None, "root", "AGENT", 10**18, 10**18 + 5000,

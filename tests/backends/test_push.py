@@ -11,9 +11,9 @@ import routetrace
 from routetrace.backends import backend_for_uri
 from routetrace.backends.local import LocalStore
 from routetrace.backends.push import push
-from routetrace.tracing import spool
-from routetrace.tracing.destination import Experiment
-from routetrace.tracing.settings import load_settings
+from routetrace.core.destination import Experiment
+from routetrace.core.settings import load_settings
+from routetrace.export import spool
 
 pytestmark = pytest.mark.mlflow_server
 

@@ -6,8 +6,8 @@ import json
 import time
 
 import routetrace
-from routetrace.tracing.destination import Experiment
-from routetrace.tracing.spool import spool_batch, spooled_files
+from routetrace.core.destination import Experiment
+from routetrace.export.spool import spool_batch, spooled_files
 from tests.cli.conftest import run, trace_count
 from tests.viewer._data import make_trace
 
@@ -32,7 +32,7 @@ def test_stats_counts_store_spool_and_experiments(capsys, filled, store, tracer)
 
 def test_stats_shows_spool_and_counts_while_the_mlflow_server_is_down(capsys, reset_tracer,
                                                                       tmp_path):
-    from routetrace.tracing.spool import record_export_summary
+    from routetrace.export.spool import record_export_summary
     from tests.fixtures.servers import free_port
 
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there

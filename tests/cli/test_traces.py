@@ -11,7 +11,7 @@ import time
 import pytest
 
 import routetrace
-from routetrace.tracing.destination import Experiment
+from routetrace.core.destination import Experiment
 from tests.cli.conftest import one_line_error, run, trace_count
 from tests.conftest import traces_of
 from tests.viewer._data import make_trace

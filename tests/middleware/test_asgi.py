@@ -19,9 +19,9 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 import routetrace
+from routetrace.core.tracer import Tracer
 from routetrace.middleware import TracingMiddleware, guard
 from routetrace.middleware.capture import Exchange
-from routetrace.tracing.tracer import Tracer
 from tests.conftest import traces_of
 from tests.middleware.conftest import call, drive, make_scope, only_trace
 
@@ -895,6 +895,6 @@ def test_failure_after_the_span_started_leaves_nothing_open(
     assert sent.header(b"x-trace-id") is None
     assert guard.counts["starting the request span"] == before + 1
     assert tracer.live == {}  # ended, not leaked until exit
-    from routetrace.tracing.destination import get_context_destination
+    from routetrace.core.destination import get_context_destination
 
     assert get_context_destination() is None

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import routetrace
+from routetrace.core import otel_bridge
 from routetrace.middleware import TracingMiddleware
-from routetrace.tracing import otel_bridge
 from tests.conftest import traces_of
 
 

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import routetrace
+from routetrace.core.tracer import Tracer
 from routetrace.middleware import TracingMiddleware, WSGITracingMiddleware
-from routetrace.tracing.tracer import Tracer
 from tests.conftest import traces_of
 from tests.fixtures.servers import free_port, wait_until
 from tests.middleware.conftest import call, only_trace

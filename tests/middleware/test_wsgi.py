@@ -313,8 +313,8 @@ def test_non_utf8_path_is_matched_and_stored() -> None:
 
 
 def test_failure_after_the_span_started_leaves_nothing_open(monkeypatch: Any) -> None:
+    from routetrace.core.tracer import get_tracer
     from routetrace.middleware import guard
-    from routetrace.tracing.tracer import get_tracer
 
     def broken(span: Any) -> Any:
         raise RuntimeError("context bug")

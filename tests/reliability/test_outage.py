@@ -26,9 +26,9 @@ from starlette.routing import Route
 
 import routetrace
 from routetrace.backends.mlflow_server import MlflowServerBackend
+from routetrace.core.destination import Experiment
+from routetrace.core.settings import load_settings
 from routetrace.middleware import TracingMiddleware
-from routetrace.tracing.destination import Experiment
-from routetrace.tracing.settings import load_settings
 from tests.fixtures.servers import wait_until
 from tests.middleware.conftest import drive, make_scope
 from tests.viewer._data import make_trace

@@ -260,6 +260,6 @@ def test_experiment_names_never_become_paths(reset_tracer, tmp_path: Path,
 
 
 def tracer_backend_experiments() -> list[Any]:
-    from routetrace.tracing.tracer import get_tracer
+    from routetrace.core.tracer import get_tracer
 
     return get_tracer().backend.list_experiments()

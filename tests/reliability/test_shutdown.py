@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from routetrace.backends.local import LocalStore
-from routetrace.tracing import spool
+from routetrace.export import spool
 from tests.fixtures.servers import free_port, wait_until
 from tests.reliability._harness import Server, run_load, start_server, stored_request_ids
 

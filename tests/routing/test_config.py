@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from routetrace.core.destination import Experiment
 from routetrace.routing import ConfigError, RouteTable, load, load_file
-from routetrace.tracing.destination import Experiment
 
 GOOD = """\
 experiment = "web"

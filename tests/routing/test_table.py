@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from routetrace.core.destination import Experiment
 from routetrace.routing import RouteTable, from_mapping
 from routetrace.routing.table import ALWAYS_REDACTED_HEADERS
-from routetrace.tracing.destination import Experiment
 
 TABLE = {
     "experiment": "web",

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 
 from routetrace.backends.base import Backend
-from routetrace.tracing.destination import Experiment
-from routetrace.tracing.model import (
+from routetrace.core.destination import Experiment
+from routetrace.core.model import (
     Span,
     SpanEvent,
     SpanStatus,

@@ -7,7 +7,7 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from routetrace.tracing.destination import Experiment
+from routetrace.core.destination import Experiment
 from routetrace.viewer import create_app
 from routetrace.viewer.queries import PREVIEW_CHARS, TraceQuery, quote
 from tests.viewer._data import HOSTILE, HUGE, fill_store, make_trace

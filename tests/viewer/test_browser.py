@@ -116,7 +116,7 @@ def test_click_through_to_a_trace_waterfall(page, viewer_url, filled, tmp_path):
 
 
 def test_filters_narrow_the_table(page, viewer_url, filled, store):
-    from routetrace.tracing.destination import Experiment
+    from routetrace.core.destination import Experiment
 
     math_id = store.resolve_experiment(Experiment(name="math-agent")).experiment_id
     page.goto(f"{viewer_url}/experiments/{math_id}")

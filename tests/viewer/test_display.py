@@ -7,7 +7,7 @@ import re
 import pytest
 
 import routetrace
-from routetrace.tracing.display import TraceList, trace_html, waterfall
+from routetrace.core.display import TraceList, trace_html, waterfall
 from tests.viewer._data import HOSTILE, fill_store
 
 
@@ -78,7 +78,7 @@ def test_the_trace_model_does_not_import_its_notebook_display():
     import ast
     import inspect
 
-    from routetrace.tracing import model
+    from routetrace.core import model
 
     imported = set()
     for node in ast.walk(ast.parse(inspect.getsource(model))):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
-from routetrace.tracing.model import Span, Trace
+from routetrace.core.model import Span, Trace
 
 __all__ = ["COLUMNS", "ExtractField", "import_pandas", "parse_extract_field", "traces_to_frame"]
 

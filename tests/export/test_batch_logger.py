@@ -14,8 +14,8 @@ import pytest
 import routetrace
 from routetrace.backends.base import BackendError
 from routetrace.backends.local import LocalStore
-from routetrace.tracing import spool
-from routetrace.tracing.tracer import Tracer
+from routetrace.core.tracer import Tracer
+from routetrace.export import spool
 
 
 class FlakyStore(LocalStore):

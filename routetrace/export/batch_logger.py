@@ -4,7 +4,7 @@ Request path (``put``): one length check, one ``deque.append``, and an ``Event.s
 the queue goes from empty to non-empty. No lock, no I/O, never blocks.
 
 Workers take batches, build each trace once into a record (deferred captures, span
-processors: :mod:`routetrace.tracing.build`), group them by (backend, experiment) and write
+processors: :mod:`routetrace.core.build`), group them by (backend, experiment) and write
 each group in one call, which the backend turns into its final form. A failed write does not
 block the worker: the group waits in a retry list with exponential backoff and jitter, and
 new batches for a failing backend join that list instead of hammering it. The retry list is
@@ -24,14 +24,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from routetrace.tracing import spool
-from routetrace.tracing.build import TraceRecord, record_trace, to_trace
-from routetrace.tracing.model import Trace
+from routetrace.core.build import TraceRecord, record_trace, to_trace
+from routetrace.core.model import Trace
+from routetrace.export import spool
 
 if TYPE_CHECKING:
     from routetrace.backends.base import Backend
-    from routetrace.tracing.destination import Experiment
-    from routetrace.tracing.live_trace import LiveTrace
+    from routetrace.core.destination import Experiment
+    from routetrace.core.live_trace import LiveTrace
 
 __all__ = ["BatchLogger", "ExportStats", "write_now"]
 
@@ -445,7 +445,7 @@ class BatchLogger:
             try:
                 path.replace(claimed)
                 header, traces = spool.read_spool_file(claimed)
-                from routetrace.tracing.destination import Experiment
+                from routetrace.core.destination import Experiment
 
                 exp = header["experiment"]
                 dest = (Experiment(name=exp["name"]) if exp.get("name")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from routetrace.tracing.span import LiveSpan
+    from routetrace.core.span import LiveSpan
 
 __all__ = ["SpanProcessor", "run_processors"]
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from routetrace.tracing.destination import Experiment
+from routetrace.core.destination import Experiment
 
 __all__ = ["ActiveRun", "active_run", "start_run"]
 
@@ -49,7 +49,7 @@ def start_run(run_name: str | None = None, experiment: Experiment | None = None,
     ``with routetrace.start_run() as run: ...`` then
     ``routetrace.search_traces(run_id=run.info.run_id, return_type="list")``.
     """
-    from routetrace.tracing.tracer import get_tracer
+    from routetrace.core.tracer import get_tracer
 
     tracer = get_tracer()
     if experiment is None and experiment_id is not None:

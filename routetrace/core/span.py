@@ -19,11 +19,11 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanContext, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
-from routetrace.tracing import serialize
-from routetrace.tracing.model import SpanEvent, SpanStatusCode, format_trace_id
+from routetrace.core import serialize
+from routetrace.core.model import SpanEvent, SpanStatusCode, format_trace_id
 
 if TYPE_CHECKING:
-    from routetrace.tracing.live_trace import LiveTrace
+    from routetrace.core.live_trace import LiveTrace
 
 __all__ = ["NO_OP_SPAN", "LiveSpan", "NoOpSpan"]
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from routetrace.tracing.destination import Experiment
-from routetrace.tracing.model import Trace
+from routetrace.core.destination import Experiment
+from routetrace.core.model import Trace
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -138,7 +138,7 @@ def replay_spool(spool_dir: str | os.PathLike[str] | None = None,
     from routetrace.backends import backend_for_uri
 
     if spool_dir is None:
-        from routetrace.tracing.tracer import get_tracer
+        from routetrace.core.tracer import get_tracer
 
         spool_dir = get_tracer().spool_dir()
     result = ReplayResult()

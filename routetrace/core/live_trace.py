@@ -11,14 +11,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from routetrace.tracing.lifecycle import fresh_lock_after_fork
-from routetrace.tracing.model import SpanEvent
+from routetrace.core.model import SpanEvent
+from routetrace.export.lifecycle import fresh_lock_after_fork
 
 if TYPE_CHECKING:
     from routetrace.backends.base import Backend
-    from routetrace.tracing.destination import Experiment
-    from routetrace.tracing.processors import SpanProcessor
-    from routetrace.tracing.span import LiveSpan
+    from routetrace.core.destination import Experiment
+    from routetrace.core.processors import SpanProcessor
+    from routetrace.core.span import LiveSpan
 
 __all__ = ["LiveTrace"]
 

@@ -17,10 +17,10 @@ from typing import Any, TypeVar, overload
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
-from routetrace.tracing import otel_bridge
-from routetrace.tracing import processors as processors_mod
-from routetrace.tracing.destination import Experiment
-from routetrace.tracing.model import (
+from routetrace.core import otel_bridge
+from routetrace.core import processors as processors_mod
+from routetrace.core.destination import Experiment
+from routetrace.core.model import (
     METADATA_CLIENT_REQUEST_ID,
     METADATA_MODEL_ID,
     METADATA_SESSION,
@@ -31,8 +31,8 @@ from routetrace.tracing.model import (
     TraceState,
     format_trace_id,
 )
-from routetrace.tracing.span import NO_OP_SPAN, LiveSpan, NoOpSpan
-from routetrace.tracing.tracer import get_tracer
+from routetrace.core.span import NO_OP_SPAN, LiveSpan, NoOpSpan
+from routetrace.core.tracer import get_tracer
 
 __all__ = [
     "TracedThreadPoolExecutor",
@@ -592,7 +592,7 @@ _SEARCH_PAGE = 10_000
 def _active_experiment_ids() -> list[str] | None:
     """The experiment ``set_experiment`` (or the environment) made active, as MLflow searches
     it by default; None (every experiment) when nothing was chosen."""
-    from routetrace.tracing.destination import DEFAULT_EXPERIMENT
+    from routetrace.core.destination import DEFAULT_EXPERIMENT
 
     tracer = get_tracer()
     active = tracer.global_destination
@@ -657,7 +657,7 @@ def search_traces(
 
     >>> routetrace.search_traces(filter_string="trace.status = 'ERROR'", return_type="list")
     """
-    from routetrace.tracing import search_frame
+    from routetrace.core import search_frame
 
     if return_type not in ("pandas", "list"):
         raise ValueError(f"return_type must be 'pandas' or 'list', not {return_type!r}")
@@ -682,7 +682,7 @@ def search_traces(
         )
     if pandas is not None:
         return search_frame.traces_to_frame(pandas, traces, extract_fields)
-    from routetrace.tracing.display import TraceList
+    from routetrace.core.display import TraceList
 
     return TraceList(traces)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from routetrace.tracing.live_trace import LiveTrace
+    from routetrace.core.live_trace import LiveTrace
 
 __all__ = ["Watchdog"]
 

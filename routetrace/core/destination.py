@@ -83,6 +83,6 @@ def set_destination(destination: Experiment | None, *, context_local: bool = Fal
     if context_local:
         _context_destination.set(destination)
     else:
-        from routetrace.tracing.tracer import get_tracer
+        from routetrace.core.tracer import get_tracer
 
         get_tracer().global_destination = destination

@@ -34,7 +34,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
-from routetrace.tracing.span import LiveSpan
+from routetrace.core.span import LiveSpan
 
 __all__ = [
     "RequestScope",
@@ -148,7 +148,7 @@ class _BridgeTracer(otel_trace.Tracer):
                     otel_trace.get_current_span(context).get_span_context())
         if _framework_span(self.scope) and not _keeps_framework_spans():
             return _LeftOut(parent)
-        from routetrace.tracing.tracer import get_tracer
+        from routetrace.core.tracer import get_tracer
 
         span = get_tracer().start_span(name, "UNKNOWN", parent=parent, start_time_ns=start_time)
         if span.__class__ is LiveSpan:

@@ -2,7 +2,7 @@
 
 It mirrors MLflow's ``Trace`` (``trace.info`` and ``trace.data.spans``) so code written against
 MLflow's entities reads the same here. These objects are plain data: the live, mutable spans
-of a running trace are :class:`routetrace.tracing.span.LiveSpan`.
+of a running trace are :class:`routetrace.core.span.LiveSpan`.
 """
 
 from __future__ import annotations

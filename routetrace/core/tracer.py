@@ -16,20 +16,21 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as otel_trace
 
-from routetrace.tracing import lifecycle, otel_bridge
-from routetrace.tracing.batch_logger import BatchLogger, _build, _Group, write_now
-from routetrace.tracing.destination import (
+from routetrace.core import otel_bridge
+from routetrace.core.destination import (
     DEFAULT_EXPERIMENT,
     Experiment,
     _context_destination,
 )
-from routetrace.tracing.live_trace import LiveTrace
-from routetrace.tracing.model import format_trace_id
-from routetrace.tracing.processors import SpanProcessor
-from routetrace.tracing.runs import _active_run
-from routetrace.tracing.settings import Settings, load_settings
-from routetrace.tracing.span import NO_OP_SPAN, LiveSpan, NoOpSpan
-from routetrace.tracing.watchdog import Watchdog
+from routetrace.core.live_trace import LiveTrace
+from routetrace.core.model import format_trace_id
+from routetrace.core.processors import SpanProcessor
+from routetrace.core.runs import _active_run
+from routetrace.core.settings import Settings, load_settings
+from routetrace.core.span import NO_OP_SPAN, LiveSpan, NoOpSpan
+from routetrace.export import lifecycle
+from routetrace.export.batch_logger import BatchLogger, _build, _Group, write_now
+from routetrace.export.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -342,7 +343,7 @@ class Tracer:
         stats = logger.snapshot()
         stats["lost"] = stats["pending"]
         try:
-            from routetrace.tracing.spool import record_export_summary
+            from routetrace.export.spool import record_export_summary
 
             record_export_summary(self.spool_dir(), stats, logger.summary_name)
         except Exception:
@@ -360,7 +361,7 @@ class Tracer:
     def stats(self) -> dict[str, Any]:
         stats = self._logger.snapshot() if self._logger is not None else {}
         stats["live_traces"] = len(self.live)
-        from routetrace.tracing import processors
+        from routetrace.core import processors
 
         stats["processor_errors"] = processors.errors
         stats["watchdog_aborted"] = 0 if self._watchdog is None else self._watchdog.aborted

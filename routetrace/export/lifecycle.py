@@ -83,7 +83,7 @@ def install_sigterm_handler() -> bool:
 def _on_sigterm(signum: int, frame: Any) -> None:
     previous = _previous_sigterm
     if callable(previous):
-        from routetrace.tracing.tracer import get_tracer
+        from routetrace.core.tracer import get_tracer
 
         get_tracer().hurry()
         previous(signum, frame)
@@ -100,7 +100,7 @@ def shutdown(reason: str = "exit") -> None:
     if _shutdown_done:
         return
     _shutdown_done = True
-    from routetrace.tracing.tracer import peek_tracer
+    from routetrace.core.tracer import peek_tracer
 
     tracer = peek_tracer()
     if tracer is not None:
@@ -114,7 +114,7 @@ def settle(reason: str = "lifespan shutdown") -> None:
     """The server ended the app (ASGI lifespan shutdown): end where ``shutdown`` ends (written,
     spooled, or counted with a summary) without closing, since the server may start the app
     again. Blocks up to the grace period; never raises."""
-    from routetrace.tracing.tracer import peek_tracer
+    from routetrace.core.tracer import peek_tracer
 
     tracer = peek_tracer()
     if tracer is not None:
@@ -154,7 +154,7 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     global _shutdown_done
     _shutdown_done = False
-    from routetrace.tracing.tracer import peek_tracer
+    from routetrace.core.tracer import peek_tracer
 
     tracer = peek_tracer()
     if tracer is not None:

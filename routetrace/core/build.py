@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from routetrace.tracing import serialize
-from routetrace.tracing.model import (
+from routetrace.core import serialize
+from routetrace.core.model import (
     METADATA_STATE_OVERRIDE,
     Span,
     SpanEvent,
@@ -18,12 +18,12 @@ from routetrace.tracing.model import (
     TraceInfo,
     format_trace_id,
 )
-from routetrace.tracing.processors import SpanProcessor, run_processors
-from routetrace.tracing.serialize import clean
+from routetrace.core.processors import SpanProcessor, run_processors
+from routetrace.core.serialize import clean
 
 if TYPE_CHECKING:
-    from routetrace.tracing.live_trace import LiveTrace
-    from routetrace.tracing.span import LiveSpan
+    from routetrace.core.live_trace import LiveTrace
+    from routetrace.core.span import LiveSpan
 
 __all__ = ["PREVIEW_MAX_CHARS", "SCHEMA_KEY", "SCHEMA_VERSION", "SpanRecord", "TraceRecord",
            "build_trace", "record_trace", "to_trace"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from routetrace.tracing.span import LiveSpan
-from routetrace.tracing.tracer import Tracer
+from routetrace.core.span import LiveSpan
+from routetrace.core.tracer import Tracer
 
 
 def _root(tracer: Tracer) -> LiveSpan:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from routetrace.tracing.settings import Settings, SettingsError, load_settings
+from routetrace.core.settings import Settings, SettingsError, load_settings
 
 
 def test_defaults():

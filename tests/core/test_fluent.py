@@ -335,14 +335,14 @@ def test_destination_precedence(reset_tracer):
     assert root_in(route_default=Experiment(name="table")) == Experiment(name="table")
     routetrace.set_destination(Experiment(name="global"))
     assert root_in(route_default=Experiment(name="table")) == Experiment(name="global")
-    token = routetrace.tracing.destination.set_context_destination(Experiment(name="local"))
+    token = routetrace.core.destination.set_context_destination(Experiment(name="local"))
     try:
         assert root_in() == Experiment(name="local")
         assert root_in(trace_destination=Experiment(name="explicit")) == Experiment(
             name="explicit"
         )
     finally:
-        routetrace.tracing.destination.reset_context_destination(token)
+        routetrace.core.destination.reset_context_destination(token)
     routetrace.set_destination(None)
     routetrace.set_experiment("set-exp")
     assert root_in() == Experiment(name="set-exp")
@@ -481,7 +481,7 @@ def test_non_utf8_text_is_stored_not_a_poison_batch():
 def test_finished_traces_are_freed_without_the_cycle_collector():
     import gc
 
-    from routetrace.tracing.live_trace import LiveTrace
+    from routetrace.core.live_trace import LiveTrace
 
     gc.collect()
     gc.disable()

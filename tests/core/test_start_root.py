@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 import routetrace
-from routetrace.tracing.destination import Experiment, _context_destination
-from routetrace.tracing.span import NO_OP_SPAN, LiveSpan
-from routetrace.tracing.tracer import Tracer
+from routetrace.core.destination import Experiment, _context_destination
+from routetrace.core.span import NO_OP_SPAN, LiveSpan
+from routetrace.core.tracer import Tracer
 
 ROUTE = Experiment(name="route-default")
 RULE = Experiment(name="rule")

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from routetrace.tracing.model import Span, Trace, set_html_renderer
+from routetrace.core.model import Span, Trace, set_html_renderer
 
 __all__ = [
     "TraceList",

@@ -43,7 +43,7 @@ def echo_server():
 
 
 def test_the_first_trace_makes_routetrace_the_provider_when_the_app_set_none():
-    from routetrace.tracing.otel_bridge import RoutetraceTracerProvider
+    from routetrace.core.otel_bridge import RoutetraceTracerProvider
 
     with routetrace.start_span("first"):
         pass
@@ -71,7 +71,7 @@ def test_importing_routetrace_starts_nothing(tmp_path):
         import json, os, threading
         import routetrace
         from opentelemetry import trace
-        from routetrace.tracing import tracer
+        from routetrace.core import tracer
 
         print(json.dumps({
             "tracer": tracer.peek_tracer() is not None,

@@ -17,10 +17,10 @@ import routetrace
 from routetrace import cli
 from routetrace.backends.base import ExperimentInfo
 from routetrace.backends.local import LocalStore
+from routetrace.core.build import TraceRecord, record_trace, to_trace
+from routetrace.core.live_trace import LiveTrace
+from routetrace.core.tracer import Tracer
 from routetrace.middleware import TracingMiddleware, WSGITracingMiddleware
-from routetrace.tracing.build import TraceRecord, record_trace, to_trace
-from routetrace.tracing.live_trace import LiveTrace
-from routetrace.tracing.tracer import Tracer
 from tests.conftest import traces_of
 from tests.middleware.conftest import call, drive, make_scope
 
@@ -228,8 +228,8 @@ def test_listing_and_counting_traces_build_nothing_and_decode_no_spans(
         tracer: Tracer, capsys: pytest.CaptureFixture) -> None:
     _requests()
     assert routetrace.flush(timeout=30)
-    building = ("routetrace/tracing/build.py", "routetrace/middleware/capture.py",
-                "json/decoder.py", "routetrace/tracing/serialize.py")
+    building = ("routetrace/core/build.py", "routetrace/middleware/capture.py",
+                "json/decoder.py", "routetrace/core/serialize.py")
 
     def listings() -> None:
         store = tracer.backend

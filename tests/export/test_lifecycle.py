@@ -173,8 +173,8 @@ if __name__ == "__main__":
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.parametrize(("module", "name"), [
-    ("routetrace.tracing.live_trace", "_children_lock"),
-    ("routetrace.tracing.tracer", "_tracer_lock"),
+    ("routetrace.core.live_trace", "_children_lock"),
+    ("routetrace.core.tracer", "_tracer_lock"),
     ("routetrace.backends", "_lock"),
 ])
 def test_a_lock_another_thread_holds_at_fork_is_free_in_the_child(module: str, name: str
