@@ -76,7 +76,7 @@ def scan(pairs: Iterable[Any], spec: HeaderFilter, first: dict[str, str], *,
     Names are matched as servers send them (lower-case, as ASGI asks) and lower-cased only
     when they do not match as they are.
     """
-    keep, redact, wanted = spec.keep, spec.redact, spec.wanted
+    keep, redact, wanted = spec
     captured: dict[str, str] = {}
     try:
         for pair in pairs:
