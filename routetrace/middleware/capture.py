@@ -73,7 +73,7 @@ def _body(data: bytes, size: int, cap: int, content_type: str, policy: KeyPolicy
 
 
 class Exchange:
-    """One request's captured facts: written on the request path, read by :meth:`build`."""
+    """One request's capture: written on the request path, read by :meth:`facts` on the worker."""
 
     # Class-level defaults: the request path only assigns what it has, allocating no more.
     scope: Any = None
