@@ -229,6 +229,7 @@ def test_listing_and_counting_traces_build_nothing_and_decode_no_spans(
     _requests()
     assert routetrace.flush(timeout=30)
     building = ("routetrace/core/build.py", "routetrace/middleware/capture.py",
+                "routetrace/middleware/facts.py", "routetrace/middleware/headers.py",
                 "json/decoder.py", "routetrace/core/serialize.py")
 
     def listings() -> None:
