@@ -10,9 +10,7 @@ from routetrace import backends, entities, tracing
 from routetrace.backends.replay import replay_spool
 from routetrace.client import MlflowClient
 from routetrace.core import tracer as _tracer_module
-from routetrace.core.destination import Experiment, set_destination
-from routetrace.core.display import disable_notebook_display, enable_notebook_display
-from routetrace.core.fluent import (
+from routetrace.core.control import (
     TracedThreadPoolExecutor,
     configure,
     copy_context_to,
@@ -20,15 +18,17 @@ from routetrace.core.fluent import (
     enable,
     enable_async_logging,
     flush,
+    get_export_stats,
+    is_enabled,
+)
+from routetrace.core.current import (
     get_active_trace_id,
     get_current_active_span,
-    get_export_stats,
-    get_last_active_trace_id,
-    is_enabled,
-    start_span,
-    trace,
     update_current_trace,
 )
+from routetrace.core.destination import Experiment, set_destination
+from routetrace.core.display import disable_notebook_display, enable_notebook_display
+from routetrace.core.fluent import get_last_active_trace_id, start_span, trace
 from routetrace.core.model import (
     Span,
     SpanEvent,

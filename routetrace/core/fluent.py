@@ -6,49 +6,24 @@ raised into the caller, and with tracing disabled each is a cheap no-op.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 import logging
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
-from routetrace.core import otel_bridge
-from routetrace.core import processors as processors_mod
 from routetrace.core.destination import Experiment
 from routetrace.core.model import (
-    METADATA_CLIENT_REQUEST_ID,
-    METADATA_MODEL_ID,
-    METADATA_SESSION,
-    METADATA_STATE_OVERRIDE,
-    METADATA_USER,
     SpanType,
-    TraceState,
     format_trace_id,
 )
 from routetrace.core.span import NO_OP_SPAN, LiveSpan, NoOpSpan
 from routetrace.core.tracer import get_tracer
 
-__all__ = [
-    "TracedThreadPoolExecutor",
-    "configure",
-    "copy_context_to",
-    "disable",
-    "enable",
-    "enable_async_logging",
-    "flush",
-    "get_active_trace_id",
-    "get_current_active_span",
-    "get_export_stats",
-    "get_last_active_trace_id",
-    "start_span",
-    "trace",
-    "update_current_trace",
-]
+__all__ = ["get_last_active_trace_id", "start_span", "trace"]
 
 log = logging.getLogger("routetrace")
 
@@ -57,7 +32,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 _attach = otel_context.attach
 _detach = otel_context.detach
 _set_span_in_context = otel_trace.set_span_in_context
-_get_current_span = otel_trace.get_current_span
 FUNCTION_NAME_ATTRIBUTE = "mlflow.spanFunctionName"
 _last_trace_id: int | None = None  # an int: holding the trace would keep it alive
 
@@ -379,157 +353,7 @@ def trace(
     return wrapper
 
 
-# -- current trace ------------------------------------------------------------------------
-def get_current_active_span() -> LiveSpan | None:
-    """The span current in this context, or None."""
-    span: Any = _get_current_span()
-    if span.__class__ is not LiveSpan:
-        # Another layer's span (FastAPI's own, the app's SDK span) may be current.
-        span = otel_bridge.live_parent(span)
-    if span is not None and not span.trace.finished:
-        return span  # type: ignore[no-any-return]
-    return None
-
-
-def get_active_trace_id() -> str | None:
-    """The ``tr-...`` id of the trace current in this context, or None."""
-    span = get_current_active_span()
-    return None if span is None else format_trace_id(span.trace.trace_id)
-
-
+# -- the last trace --------------------------------------------------------------------
 def get_last_active_trace_id() -> str | None:
     """The id of the last trace whose root span ended in this process (MLflow has it too)."""
     return None if _last_trace_id is None else format_trace_id(_last_trace_id)
-
-
-def update_current_trace(
-    tags: Mapping[str, Any] | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    client_request_id: str | None = None,
-    request_preview: str | None = None,
-    response_preview: str | None = None,
-    state: str | None = None,
-    model_id: str | None = None,
-    session_id: str | None = None,
-    user: str | None = None,
-) -> None:
-    """Update the trace current in this context, with MLflow 3's arguments.
-
-    ``tags`` and ``metadata`` are added (values stringified); ``client_request_id`` links the
-    trace to your own request id; the previews replace the ones derived from the root span;
-    ``state`` ("OK" or "ERROR") overrides the trace's state without touching any span's status;
-    ``model_id``, ``session_id`` and ``user`` go into the metadata under MLflow's keys.
-    """
-    if request_preview is not None and not isinstance(request_preview, str):
-        raise TypeError(f"request_preview must be a string, not {type(request_preview).__name__}")
-    if response_preview is not None and not isinstance(response_preview, str):
-        raise TypeError(
-            f"response_preview must be a string, not {type(response_preview).__name__}"
-        )
-    if state is not None and str(state) not in (TraceState.OK, TraceState.ERROR):
-        raise ValueError(f"state must be 'OK' or 'ERROR', not {state!r}")
-    span = get_current_active_span()
-    if span is None:
-        if get_tracer().enabled:
-            log.warning("routetrace: update_current_trace() called outside a trace; ignored")
-        return
-    live = span.trace
-    extra = dict(metadata) if metadata else {}
-    if model_id:
-        extra[METADATA_MODEL_ID] = model_id
-    if session_id is not None:
-        extra[METADATA_SESSION] = session_id
-    if user is not None:
-        extra[METADATA_USER] = user
-    if client_request_id is not None:
-        extra[METADATA_CLIENT_REQUEST_ID] = client_request_id
-    if state is not None:
-        extra[METADATA_STATE_OVERRIDE] = str(state)
-    if tags:
-        live.set_tags(dict(tags))
-    if extra:
-        live.set_metadata(extra)
-    if request_preview is not None:
-        live.request_preview = request_preview
-    if response_preview is not None:
-        live.response_preview = response_preview
-
-
-# -- threads ------------------------------------------------------------------------------
-def copy_context_to(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``fn`` to run in a copy of the current context (trace, destination, run).
-
-    >>> threading.Thread(target=routetrace.copy_context_to(work)).start()
-    """
-    ctx = contextvars.copy_context()
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        return ctx.copy().run(fn, *args, **kwargs)
-
-    return run
-
-
-class TracedThreadPoolExecutor(ThreadPoolExecutor):
-    """A ``ThreadPoolExecutor`` whose tasks join the submitting context's trace."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any):  # type: ignore[override]
-        ctx = contextvars.copy_context()
-        return super().submit(ctx.run, fn, *args, **kwargs)
-
-
-# -- configuration ------------------------------------------------------------------------
-class _ConfigScope:
-    """What ``configure`` returns: ignore it, or use it as ``with routetrace.configure(...):``
-    to put the previous processors back on exit (as MLflow's ``configure`` does)."""
-
-    __slots__ = ("_previous",)
-
-    def __init__(self, previous: tuple[Callable[[Any], None], ...]) -> None:
-        self._previous = previous
-
-    def __enter__(self) -> _ConfigScope:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        get_tracer().processors = self._previous
-
-
-def configure(span_processors: list[Callable[[Any], None]] | None = None) -> _ConfigScope:
-    """Set the span processors run on every span before export (``fn(span)``, in place).
-
-    >>> with routetrace.configure(span_processors=[redact]):  # only inside the block
-    ...     agent.run()
-    """
-    tracer = get_tracer()
-    previous = tracer.processors
-    if span_processors is not None:
-        tracer.processors = processors_mod.validate(span_processors)
-    return _ConfigScope(previous)
-
-
-def enable() -> None:
-    get_tracer().enabled = True
-
-
-def disable() -> None:
-    """Turn tracing off for this process: every API becomes a no-op."""
-    get_tracer().enabled = False
-
-
-def is_enabled() -> bool:
-    return get_tracer().enabled
-
-
-def enable_async_logging(enabled: bool = True) -> None:
-    get_tracer().async_logging = bool(enabled)
-
-
-def flush(timeout: float | None = None) -> bool:
-    """Block until every finished trace is written (True) or ``timeout`` passes (False)."""
-    return get_tracer().flush(timeout)
-
-
-def get_export_stats() -> dict[str, int]:
-    """Counts of queued, written, dropped, retried, spooled... traces in this process."""
-    return get_tracer().stats()
