@@ -20,13 +20,15 @@ from routetrace.core.control import (
     flush,
     get_export_stats,
     is_enabled,
+    set_destination,
+    start_run,
 )
 from routetrace.core.current import (
     get_active_trace_id,
     get_current_active_span,
     update_current_trace,
 )
-from routetrace.core.destination import Experiment, set_destination
+from routetrace.core.destination import Experiment
 from routetrace.core.display import disable_notebook_display, enable_notebook_display
 from routetrace.core.fluent import get_last_active_trace_id, start_span, trace
 from routetrace.core.model import (
@@ -39,7 +41,7 @@ from routetrace.core.model import (
     TraceData,
     TraceInfo,
 )
-from routetrace.core.runs import active_run, start_run
+from routetrace.core.runs import active_run
 from routetrace.core.settings import SettingsError
 from routetrace.core.settings import load_settings as _load_settings
 from routetrace.core.span import LiveSpan

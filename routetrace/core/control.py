@@ -1,15 +1,19 @@
-"""Process-wide switches (enable, disable, span processors, async logging, flush, counts),
-and carrying the current trace into other threads."""
+"""What acts on the process's tracer: switches (enable, disable, span processors, async
+logging), flush and counts, where traces go (``set_destination``), runs (``start_run``), and
+carrying the current trace into other threads."""
 
 from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from routetrace.core import processors as processors_mod
+from routetrace.core.destination import Experiment, set_context_destination
+from routetrace.core.runs import ActiveRun, RunInfo, enter_run, leave_run
 from routetrace.core.tracer import get_tracer
 
 __all__ = [
@@ -22,6 +26,8 @@ __all__ = [
     "flush",
     "get_export_stats",
     "is_enabled",
+    "set_destination",
+    "start_run",
 ]
 
 
@@ -101,3 +107,56 @@ class TracedThreadPoolExecutor(ThreadPoolExecutor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any):  # type: ignore[override]
         ctx = contextvars.copy_context()
         return super().submit(ctx.run, fn, *args, **kwargs)
+
+
+def set_destination(destination: Experiment | None, *, context_local: bool = False) -> None:
+    """Send traces started from now on to ``destination``.
+
+    With ``context_local=True`` only the current context (this asyncio task, this thread, or a
+    ``contextvars.copy_context()`` of it) is affected; otherwise the process-wide default.
+    """
+    if (destination is not None and not isinstance(destination, Experiment)
+            and isinstance(getattr(destination, "experiment_id", None), (str, int))):
+        # MLflow's own destination objects (``MlflowExperimentLocation(experiment_id=...)``,
+        # ``mlflow.tracing.destination.MlflowExperiment``) name the experiment by id.
+        destination = Experiment(experiment_id=destination.experiment_id)
+    if destination is not None and not isinstance(destination, Experiment):
+        raise TypeError(
+            "set_destination() takes routetrace.Experiment(name=...) or "
+            f"Experiment(experiment_id=...), not {type(destination).__name__}"
+        )
+    if context_local:
+        set_context_destination(destination)
+    else:
+        get_tracer().global_destination = destination
+
+
+@contextmanager
+def start_run(run_name: str | None = None, experiment: Experiment | None = None,
+              experiment_id: str | None = None) -> Iterator[ActiveRun]:
+    """Group the traces made inside this block under a new run.
+
+    ``with routetrace.start_run() as run: ...`` then
+    ``routetrace.search_traces(run_id=run.info.run_id, return_type="list")``.
+    """
+    tracer = get_tracer()
+    if experiment is None and experiment_id is not None:
+        experiment = Experiment(experiment_id=experiment_id)
+    destination = experiment or tracer.resolve_destination()
+    backend = tracer.backend
+    info = backend.resolve_experiment(destination)
+    run_id = backend.create_run(info, run_name)
+    run = ActiveRun(RunInfo(run_id, info.experiment_id, run_name))
+    token = enter_run(run)
+    status = "FINISHED"
+    try:
+        yield run
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        leave_run(token)
+        try:
+            backend.end_run(run_id, status)
+        except Exception:
+            pass

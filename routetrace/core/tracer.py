@@ -346,6 +346,9 @@ def get_tracer() -> Tracer:
     return tracer
 
 
+otel_bridge.set_tracer_source(get_tracer)
+
+
 def peek_tracer() -> Tracer | None:
     return _tracer
 
