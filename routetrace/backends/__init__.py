@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -129,20 +130,21 @@ def _own_backends() -> list[Backend]:
     return [b for (_, owner), b in list(_cache.items()) if owner == pid]
 
 
-def _before_fork() -> None:
+def _each_backend(call: Callable[[Backend], None], failed: str) -> None:
+    """``call(backend)`` for each of this process's backends; ``failed`` % uri is logged."""
     for backend in _own_backends():
         try:
-            backend.before_fork()
+            call(backend)
         except Exception:
-            log.exception("routetrace: preparing %s for fork failed", backend.uri)
+            log.exception(failed, backend.uri)
+
+
+def _before_fork() -> None:
+    _each_backend(lambda b: b.before_fork(), "routetrace: preparing %s for fork failed")
 
 
 def _after_fork_in_parent() -> None:
-    for backend in _own_backends():
-        try:
-            backend.after_fork_in_parent()
-        except Exception:
-            log.exception("routetrace: resuming %s after fork failed", backend.uri)
+    _each_backend(lambda b: b.after_fork_in_parent(), "routetrace: resuming %s after fork failed")
 
 
 def _after_fork_in_child() -> None:

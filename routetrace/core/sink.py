@@ -1,4 +1,5 @@
-"""A backend as the core and the export worker see it: where a finished trace goes.
+"""A backend as the core and the export worker see it: where a finished trace goes, and
+where a run is opened.
 
 A protocol, so that the core and the worker type against it and never import the backends
 (``routetrace.backends.base.Backend`` satisfies it): the package's root hands the backend
@@ -43,3 +44,9 @@ class Sink(Protocol):
         ...
 
     def write_traces(self, experiment: Any, traces: list[Trace]) -> None: ...
+
+    def create_run(self, experiment: Any, run_name: str | None) -> str:
+        """A new run's id (``start_run``)."""
+        ...
+
+    def end_run(self, run_id: str, status: str) -> None: ...
