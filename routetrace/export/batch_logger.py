@@ -29,9 +29,9 @@ from routetrace.core.model import Trace
 from routetrace.export import spool
 
 if TYPE_CHECKING:
-    from routetrace.backends.base import Backend
     from routetrace.core.destination import Experiment
     from routetrace.core.live_trace import LiveTrace
+    from routetrace.core.sink import Sink
 
 __all__ = ["BatchLogger", "ExportStats", "write_now"]
 
@@ -72,7 +72,7 @@ class ExportStats:
 
 @dataclass
 class _Group:
-    backend: Backend
+    backend: Sink
     destination: Experiment
     traces: list[TraceRecord]
     seqs: list[int]
@@ -102,7 +102,7 @@ def _as_traces(records: list[TraceRecord], destination: Experiment) -> list[Trac
     return [to_trace(r) for r in records]
 
 
-def write_now(backend: Backend, destination: Experiment,
+def write_now(backend: Sink, destination: Experiment,
               records: list[TraceRecord] | list[Trace]) -> None:
     """Resolve the experiment and write: the one write path, shared by workers, sync mode and
     the replay of a spool (which holds traces)."""
@@ -186,7 +186,7 @@ class BatchLogger:
             )
 
     # -- workers --------------------------------------------------------------------------
-    def _start(self, backend: Backend) -> None:
+    def _start(self, backend: Sink) -> None:
         with self._lock:
             if self._started:
                 return
@@ -256,7 +256,7 @@ class BatchLogger:
             group.min_seq = min(group.seqs)
             self._attempt(group)
 
-    def _backend_lock(self, backend: Backend) -> threading.Lock:
+    def _backend_lock(self, backend: Sink) -> threading.Lock:
         lock = self._backend_locks.get(id(backend))
         if lock is None:
             with self._lock:
@@ -435,7 +435,7 @@ class BatchLogger:
             self._spooled_by_backend.setdefault(id(backend), []).append(path)
             self._done.notify_all()
 
-    def _replay_own_spool(self, backend: Backend) -> None:
+    def _replay_own_spool(self, backend: Sink) -> None:
         with self._lock:
             paths = self._spooled_by_backend.pop(id(backend), [])
         for path in paths:
@@ -445,12 +445,7 @@ class BatchLogger:
             try:
                 path.replace(claimed)
                 header, traces = spool.read_spool_file(claimed)
-                from routetrace.core.destination import Experiment
-
-                exp = header["experiment"]
-                dest = (Experiment(name=exp["name"]) if exp.get("name")
-                        else Experiment(experiment_id=exp["experiment_id"]))
-                write_now(backend, dest, traces)
+                write_now(backend, spool.experiment_of(header), traces)
             except Exception as exc:
                 if claimed.exists():
                     claimed.replace(path)
@@ -548,6 +543,29 @@ class BatchLogger:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+    def write_sync(self, trace: LiveTrace) -> None:
+        """Build and write ``trace`` now (synchronous logging); spool it when the write fails."""
+        built = _build(trace, trace.processors)
+        if built is None:
+            self.stats.failed += 1
+            return
+        try:
+            write_now(trace.backend, trace.destination, [built])
+        except Exception as exc:
+            self._spool(_Group(trace.backend, trace.destination, [built], [0]), str(exc))
+            return
+        self.stats.written += 1
+
+    def hurry(self) -> None:
+        """Wake the workers now (a SIGTERM is on its way)."""
+        self._wake.set()
+
+    def counts(self) -> dict[str, Any]:
+        return self.snapshot()
+
+    def after_fork_in_child(self) -> None:
+        self._after_fork_in_child()
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

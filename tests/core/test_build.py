@@ -44,7 +44,7 @@ class Opaque:
 def held(tracer: Tracer, monkeypatch: pytest.MonkeyPatch) -> list[LiveTrace]:
     """Finished traces, taken off the export hand-off (nothing is written)."""
     out: list[LiveTrace] = []
-    monkeypatch.setattr(tracer.logger, "put", out.append)
+    monkeypatch.setattr(tracer.exporter.logger, "put", out.append)
     return out
 
 

@@ -210,7 +210,7 @@ def test_memory_stays_bounded_while_the_backend_is_down(reset_tracer, tmp_path):
     for _ in range(20):
         _produce(100)
         time.sleep(0.01)
-    logger = tracer.logger
+    logger = tracer.exporter.logger
     assert len(logger._queue) <= 100
     assert logger._pending_traces <= 100 + 100  # bound plus at most one batch in hand
     stats = routetrace.get_export_stats()
@@ -257,8 +257,8 @@ def test_sync_mode_writes_on_the_calling_thread(reset_tracer):
     # written before flush is even called
     assert len(tracer.backend.search_traces()) == 2
     assert not any(t.name.startswith("routetrace-export") for t in threading.enumerate()
-                   if t.is_alive() and tracer._logger is not None
-                   and t in tracer.logger._threads)
+                   if t.is_alive() and tracer.exporter._logger is not None
+                   and t in tracer.exporter.logger._threads)
     routetrace.enable_async_logging(True)
     _produce(1)
     assert routetrace.flush()
