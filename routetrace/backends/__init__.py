@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from routetrace.backends.base import Backend, BackendError, ExperimentInfo, UnsupportedOperation
+from routetrace.backends.http import redact_uri
 from routetrace.export.lifecycle import fresh_lock_after_fork
 
 if TYPE_CHECKING:
@@ -39,20 +40,6 @@ _SCHEMES = "a directory path, file:, sqlite:///, http(s)://, otlp+http(s)://"
 _cache: dict[tuple[str, int], Backend] = {}
 _lock = threading.Lock()
 fresh_lock_after_fork(__name__, "_lock")
-
-
-def redact_uri(uri: str) -> str:
-    """The URI with any ``user:password@`` removed, for messages and logs."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "<unparseable uri>"
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return parts._replace(netloc=f"***@{host}").geturl()
 
 
 def backend_for_uri(uri: str | None, settings: Settings | None = None) -> Backend:
