@@ -71,12 +71,11 @@ class TraceReader:
 
     def search(self, query: TraceQuery, experiment_ids: list[str]) -> list[Trace]:
         """The traces ``query`` asks for in ``experiment_ids``, page by page."""
-        filter_string, run_id, max_results, offset = (
-            query.filter_string, query.run_id, query.max_results, query.offset)
+        filter_string, max_results, offset = query.filter_string, query.max_results, query.offset
         # MLflow's filter grammar has AND only and no parentheses: clauses are joined as-is.
         clauses = [filter_string.strip()] if filter_string and filter_string.strip() else []
-        if run_id:
-            clauses.append(f"metadata.`mlflow.sourceRun` = '{_quote(run_id)}'")
+        if query.run_id:
+            clauses.append(f"metadata.`mlflow.sourceRun` = '{_quote(query.run_id)}'")
         wanted = max_results + max(0, int(offset))
         infos: list[dict[str, Any]] = []
         token: str | None = None
