@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 
 from routetrace.backends import filters
 from routetrace.backends.base import TraceQuery
@@ -45,8 +46,12 @@ def load(conn: sqlite3.Connection, trace_id: str) -> Trace | None:
     return _rows_to_traces(conn, [row], include_spans=True)[0]
 
 
-def search(conn: sqlite3.Connection, query: TraceQuery) -> list[Trace]:
-    """The traces ``query`` asks for: its filter is parsed, never interpolated into SQL."""
+def search(connect: Callable[[], sqlite3.Connection], query: TraceQuery) -> list[Trace]:
+    """The traces ``query`` asks for: its filter is parsed, never interpolated into SQL.
+
+    ``connect`` is called once the query is known to be good, so a bad filter never opens
+    (or creates) the store.
+    """
     clauses = filters.parse_filter(query.filter_string)
     where, params = filters.to_sql(clauses)
     conditions = [where] if where else []
@@ -67,11 +72,12 @@ def search(conn: sqlite3.Connection, query: TraceQuery) -> list[Trace]:
         + f" ORDER BY {order} LIMIT ? OFFSET ?"
     )
     params.extend([query.max_results, max(0, int(query.offset))])
+    conn = connect()
     rows = conn.execute(sql, params).fetchall()
     return _rows_to_traces(conn, rows, include_spans=query.include_spans)
 
 
-def count(conn: sqlite3.Connection, experiment_ids: list[str] | None,
+def count(connect: Callable[[], sqlite3.Connection], experiment_ids: list[str] | None,
           filter_string: str | None) -> int:
     where, params = filters.to_sql(filters.parse_filter(filter_string))
     conditions = [where] if where else []
@@ -81,7 +87,7 @@ def count(conn: sqlite3.Connection, experiment_ids: list[str] | None,
     sql = "SELECT COUNT(*) FROM traces t" + (
         f" WHERE {' AND '.join(conditions)}" if conditions else ""
     )
-    return int(conn.execute(sql, params).fetchone()[0])
+    return int(connect().execute(sql, params).fetchone()[0])
 
 
 def _rows_to_traces(

@@ -281,16 +281,15 @@ class LocalStore(Backend):
 
     @_locked
     def _search_traces(self, query: TraceQuery) -> list[Trace]:
-        conn = self._conn()
         try:
-            return read.search(conn, query)
+            return read.search(self._conn, query)
         except sqlite3.Error as exc:
             raise BackendError(f"local store {self.db_path}: {exc}") from exc
 
     @_locked
     def count_traces(self, *, experiment_ids: list[str] | None = None,
                      filter_string: str | None = None) -> int:
-        return read.count(self._conn(), experiment_ids, filter_string)
+        return read.count(self._conn, experiment_ids, filter_string)
 
     # -- tags ---------------------------------------------------------------------------
     @_locked
@@ -323,7 +322,7 @@ class LocalStore(Backend):
     @_locked
     def _delete_traces(self, selection: TraceSelection) -> int:
         try:
-            return write.delete(self._conn(), selection)
+            return write.delete(self._conn, selection)
         except sqlite3.Error as exc:
             raise BackendError(f"local store {self.db_path}: {exc}") from exc
 

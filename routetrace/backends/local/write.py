@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from routetrace.backends.base import TraceSelection
@@ -74,9 +74,11 @@ def _write(conn: sqlite3.Connection, exp_id: int, by_id: dict[str, TraceRecord],
         conn.executemany("INSERT OR REPLACE INTO trace_metadata VALUES (?, ?, ?)", rows[2])
 
 
-def delete(conn: sqlite3.Connection, selection: TraceSelection) -> int:
-    """Delete the selected traces with their tags and metadata; how many there were."""
+def delete(connect: Callable[[], sqlite3.Connection], selection: TraceSelection) -> int:
+    """Delete the selected traces with their tags and metadata; how many there were.
+    ``connect`` is called once the experiment id is known to be good."""
     exp = int(selection.experiment_id)
+    conn = connect()
     conn.execute("BEGIN IMMEDIATE")
     try:
         if selection.trace_ids is not None:
