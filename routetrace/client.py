@@ -25,6 +25,7 @@ from routetrace.core.tracer import get_tracer
 
 if TYPE_CHECKING:
     from routetrace.backends.base import Backend
+    from routetrace.core.live_trace import LiveTrace
 
 __all__ = ["MlflowClient", "PagedList"]
 
@@ -145,10 +146,7 @@ class MlflowClient:
         assert isinstance(span, LiveSpan)
         if run_id is not None:
             span.trace.run_id = run_id
-        if inputs is not None:
-            span.set_inputs(inputs)
-        if attributes:
-            span.set_attributes(attributes)
+        _fill(span, inputs, attributes)
         if tags:
             span.trace.set_tags(dict(tags))
         return span
@@ -169,18 +167,14 @@ class MlflowClient:
         called it ``request_id``; both are taken)."""
         if not get_tracer().enabled:
             return NO_OP_SPAN
-        if parent_id is None:
-            raise TypeError("start_span() needs parent_id= (the span to start a child of)")
-        parent = _live_span(_trace_id(trace_id, request_id), parent_id)
+        parent = _live_span(trace_id, request_id, parent_id,
+                            "start_span() needs parent_id= (the span to start a child of)")
         span = get_tracer().start_span(str(name), str(span_type), parent=parent,
                                        start_time_ns=start_time_ns)
         if span is NO_OP_SPAN:
             return span
         assert isinstance(span, LiveSpan)
-        if inputs is not None:
-            span.set_inputs(inputs)
-        if attributes:
-            span.set_attributes(attributes)
+        _fill(span, inputs, attributes)
         return span
 
     def end_span(
@@ -196,12 +190,9 @@ class MlflowClient:
     ) -> None:
         if not get_tracer().enabled:
             return
-        if span_id is None:
-            raise TypeError("end_span() needs span_id= (the span to end)")
-        span = _live_span(_trace_id(trace_id, request_id), span_id)
-        if outputs is not None:
-            span.set_outputs(outputs)
-        span.end(attributes=attributes, status=status, end_time_ns=end_time_ns)
+        span = _live_span(trace_id, request_id, span_id,
+                          "end_span() needs span_id= (the span to end)")
+        _end(span, outputs, attributes, status, end_time_ns)
 
     def end_trace(
         self,
@@ -217,14 +208,10 @@ class MlflowClient:
         if not get_tracer().enabled:
             return
         trace_id = _trace_id(trace_id, request_id)
-        live = search.running_trace(trace_id)
-        if live is None or live.root is None:
-            raise KeyError(f"trace {trace_id!r} is not running in this process "
-                           "(already ended, or started elsewhere)")
-        root = live.root
-        if outputs is not None:
-            root.set_outputs(outputs)
-        root.end(attributes=attributes, status=status, end_time_ns=end_time_ns)
+        root = _running_trace(trace_id).root
+        if root is None:
+            raise KeyError(_not_running(trace_id))
+        _end(root, outputs, attributes, status, end_time_ns)
 
 
 def _trace_id(trace_id: str | None, request_id: str | None) -> str:
@@ -243,12 +230,39 @@ def _page_offset(page_token: str | None) -> int:
     return int(page_token)
 
 
-def _live_span(trace_id: str, span_id: str) -> LiveSpan:
+def _not_running(trace_id: str) -> str:
+    return (f"trace {trace_id!r} is not running in this process "
+            "(already ended, or started elsewhere)")
+
+
+def _running_trace(trace_id: str) -> LiveTrace:
     live = search.running_trace(trace_id)
     if live is None:
-        raise KeyError(f"trace {trace_id!r} is not running in this process "
-                       "(already ended, or started elsewhere)")
-    for span in live.spans:
+        raise KeyError(_not_running(trace_id))
+    return live
+
+
+def _live_span(trace_id: str | None, request_id: str | None, span_id: str | None,
+               missing: str) -> LiveSpan:
+    """The running span the by-id calls act on; ``missing`` is the error when no span id came."""
+    if span_id is None:
+        raise TypeError(missing)
+    trace_id = _trace_id(trace_id, request_id)
+    for span in _running_trace(trace_id).spans:
         if span.span_id == span_id:
             return span
     raise KeyError(f"span {span_id!r} is not in running trace {trace_id!r}")
+
+
+def _fill(span: LiveSpan, inputs: Any, attributes: Mapping[str, Any] | None) -> None:
+    if inputs is not None:
+        span.set_inputs(inputs)
+    if attributes:
+        span.set_attributes(attributes)
+
+
+def _end(span: LiveSpan, outputs: Any, attributes: Mapping[str, Any] | None, status: Any,
+         end_time_ns: int | None) -> None:
+    if outputs is not None:
+        span.set_outputs(outputs)
+    span.end(attributes=attributes, status=status, end_time_ns=end_time_ns)

@@ -75,3 +75,20 @@ def test_client_refuses_what_it_cannot_find_naming_it() -> None:
         client.search_traces()
     with pytest.raises(ValueError, match="page_token"):
         client.search_traces(locations=["1"], page_token="abc")
+
+
+def test_client_span_calls_by_id_name_what_is_missing_or_not_running() -> None:
+    client = MlflowClient()
+    missing = "tr-" + "0" * 32
+    with pytest.raises(TypeError, match="needs parent_id="):
+        client.start_span("child", trace_id=missing)
+    with pytest.raises(TypeError, match="needs span_id="):
+        client.end_span(trace_id=missing)
+    with pytest.raises(TypeError, match="trace_id="):
+        client.end_span(span_id="abc")
+    with pytest.raises(KeyError, match="not running"):
+        client.end_span(trace_id=missing, span_id="abc")
+    root = client.start_trace("root")
+    with pytest.raises(KeyError, match="span 'abc' is not in running trace"):
+        client.start_span("child", trace_id=root.trace_id, parent_id="abc")
+    client.end_trace(root.trace_id)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from routetrace.cli.common import EXIT_USAGE, CliError, echo, echo_error, tracer_from
-from routetrace.cli.render import Progress, safe
+from routetrace.cli.common import EXIT_USAGE, CliError, echo, tracer_from
+from routetrace.cli.render import Progress, raise_failures
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -27,10 +27,8 @@ def cmd_push(args: argparse.Namespace) -> int:
                if result.spool_files else "")
     echo(f"Pushed {result.pushed} trace(s) from {args.source} to {target.uri}{spooled}; "
          f"{result.skipped} already there; {result.seconds:.1f} s.")
-    if result.failed:
-        for failure in result.failed[:5]:
-            echo_error(f"not pushed: {safe(failure)}")
-        raise CliError(f"{len(result.failed)} batch(es) could not be pushed; run the same "
-                       "command again to retry them (what arrived is skipped)")
+    raise_failures(result.failed, "not pushed",
+                   f"{len(result.failed)} batch(es) could not be pushed; run the same "
+                   "command again to retry them (what arrived is skipped)")
     return 0
 

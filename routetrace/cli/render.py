@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from routetrace.cli.common import echo
+from routetrace.cli.common import CliError, echo, echo_error
 
 if TYPE_CHECKING:
     from routetrace.core.model import Span, Trace
@@ -31,6 +31,16 @@ def safe(text: Any, *, one_line: bool = True) -> str:
     if one_line:
         s = _SPACES.sub(" ", s)
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
+
+
+def raise_failures(failed: Sequence[Any], label: str, summary: str) -> None:
+    """Name the first few failures on stderr, then fail the command with ``summary``: a
+    batch command reports what it could not do, after what it did."""
+    if not failed:
+        return
+    for failure in failed[:5]:
+        echo_error(f"{label}: {safe(failure)}")
+    raise CliError(summary)
 
 
 def json_text(value: Any) -> str:

@@ -10,14 +10,19 @@ from typing import Any
 
 from routetrace.cli.common import (
     PROG,
-    CliError,
     echo,
-    echo_error,
     missing_store,
     summaries_of,
     tracer_from,
 )
-from routetrace.cli.render import Progress, format_time, json_text, safe, tabulate
+from routetrace.cli.render import (
+    Progress,
+    format_time,
+    json_text,
+    raise_failures,
+    safe,
+    tabulate,
+)
 
 
 def _human_bytes(n: int | None) -> str:
@@ -133,10 +138,8 @@ def cmd_spool_replay(args: argparse.Namespace) -> int:
     result = outcome["result"]
     progress.close(result.files)
     echo(f"Replayed {result.traces} trace(s) from {result.files} file(s) in {spool_dir}.")
-    if result.failed:
-        for failure in result.failed[:5]:
-            echo_error(f"not replayed: {safe(failure)}")
-        raise CliError(f"{len(result.failed)} spool file(s) could not be written; "
-                       "they stay in the spool for the next replay")
+    raise_failures(result.failed, "not replayed",
+                   f"{len(result.failed)} spool file(s) could not be written; "
+                   "they stay in the spool for the next replay")
     return 0
 

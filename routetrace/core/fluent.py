@@ -43,8 +43,28 @@ def _record_error(span: LiveSpan, exc: BaseException) -> None:
         log.debug("routetrace: could not record an exception", exc_info=True)
 
 
-def _end(span: LiveSpan) -> None:
+def _fail(span: LiveSpan, exc: BaseException) -> None:
+    """The traced code raised: the span records it and ends (the exception goes on)."""
+    _record_error(span, exc)
+    _end(span)
+
+
+def _fail_unless_ended(span: LiveSpan, exc: BaseException) -> None:
+    """A generator's span ends once: the consumer's close, re-raised after the span ended, is
+    not recorded as the span's error."""
+    if not span.is_ended:
+        _fail(span, exc)
+
+
+_NO_OUTPUTS: Any = object()
+
+
+def _end(span: LiveSpan, outputs: Any = _NO_OUTPUTS) -> None:
+    """End a span, with ``outputs`` when given; a failure to end is logged, never raised into
+    the traced code."""
     global _last_trace_id
+    if outputs is not _NO_OUTPUTS:
+        span.set_outputs(outputs)
     try:
         if span.parent_span_id is None:
             _last_trace_id = span.trace.trace_id
@@ -75,8 +95,9 @@ class _SpanScope:
         if self._token is not None:
             _detach(self._token)
         if exc is not None and not isinstance(exc, GeneratorExit):
-            _record_error(span, exc)  # type: ignore[arg-type]
-        _end(span)  # type: ignore[arg-type]
+            _fail(span, exc)  # type: ignore[arg-type]
+        else:
+            _end(span)  # type: ignore[arg-type]
 
     async def __aenter__(self) -> LiveSpan | NoOpSpan:
         return self.__enter__()
@@ -166,8 +187,8 @@ def _binder(func: Callable[..., Any]) -> Callable[[tuple, dict], dict[str, Any]]
 
 
 def _begin(name: str, span_type: str, attributes: Mapping[str, Any] | None,
-           destination: Experiment | None, bind: Callable, args: tuple,
-           kwargs: dict, function_name: str) -> LiveSpan | None:
+           destination: Experiment | None, bind: Callable, function_name: str, args: tuple,
+           kwargs: dict) -> LiveSpan | None:
     tracer = get_tracer()
     if not tracer.enabled:
         return None
@@ -221,13 +242,16 @@ def trace(
     kind = str(span_type)
     bind = _binder(func)
     reduce_outputs = output_reducer or (lambda items: items)
+    begin = functools.partial(_begin, span_name, kind, attributes, trace_destination, bind,
+                              function_name)
 
+    # The generator and async-generator drivers below are one loop written twice: a body
+    # cannot both ``send`` and ``await asend`` without a helper call per item.
     if inspect.isasyncgenfunction(func):
 
         @functools.wraps(func)
         async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs,
-                          function_name)
+            span = begin(args, kwargs)
             if span is None:
                 async for item in func(*args, **kwargs):
                     yield item
@@ -242,8 +266,7 @@ def trace(
                     try:
                         value = await send(arg)
                     except StopAsyncIteration:
-                        span.set_outputs(reduce_outputs(items))
-                        _end(span)
+                        _end(span, reduce_outputs(items))
                         return
                     finally:
                         _detach(token)
@@ -253,15 +276,12 @@ def trace(
                         send = agen.asend
                     except GeneratorExit:
                         await agen.aclose()
-                        span.set_outputs(reduce_outputs(items))
-                        _end(span)
+                        _end(span, reduce_outputs(items))
                         raise
                     except BaseException as exc:  # thrown in by the consumer
                         send, arg = agen.athrow, exc
             except BaseException as exc:
-                if not span.is_ended:
-                    _record_error(span, exc)
-                    _end(span)
+                _fail_unless_ended(span, exc)
                 raise
 
         return async_gen_wrapper
@@ -270,8 +290,7 @@ def trace(
 
         @functools.wraps(func)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs,
-                          function_name)
+            span = begin(args, kwargs)
             if span is None:
                 return (yield from func(*args, **kwargs))
             items: list[Any] = []
@@ -284,8 +303,7 @@ def trace(
                     try:
                         value = send(arg)
                     except StopIteration as stop:
-                        span.set_outputs(reduce_outputs(items))
-                        _end(span)
+                        _end(span, reduce_outputs(items))
                         return stop.value
                     finally:
                         _detach(token)
@@ -295,15 +313,12 @@ def trace(
                         send = gen.send
                     except GeneratorExit:
                         gen.close()
-                        span.set_outputs(reduce_outputs(items))
-                        _end(span)
+                        _end(span, reduce_outputs(items))
                         raise
                     except BaseException as exc:
                         send, arg = gen.throw, exc
             except BaseException as exc:
-                if not span.is_ended:
-                    _record_error(span, exc)
-                    _end(span)
+                _fail_unless_ended(span, exc)
                 raise
 
         return gen_wrapper
@@ -312,8 +327,7 @@ def trace(
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs,
-                          function_name)
+            span = begin(args, kwargs)
             if span is None:
                 return await func(*args, **kwargs)
             token = _attach(_set_span_in_context(span))
@@ -321,20 +335,17 @@ def trace(
                 result = await func(*args, **kwargs)
             except BaseException as exc:
                 _detach(token)
-                _record_error(span, exc)
-                _end(span)
+                _fail(span, exc)
                 raise
             _detach(token)
-            span.set_outputs(result)
-            _end(span)
+            _end(span, result)
             return result
 
         return async_wrapper
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        span = _begin(span_name, kind, attributes, trace_destination, bind, args, kwargs,
-                          function_name)
+        span = begin(args, kwargs)
         if span is None:
             return func(*args, **kwargs)
         token = _attach(_set_span_in_context(span))
@@ -342,12 +353,10 @@ def trace(
             result = func(*args, **kwargs)
         except BaseException as exc:
             _detach(token)
-            _record_error(span, exc)
-            _end(span)
+            _fail(span, exc)
             raise
         _detach(token)
-        span.set_outputs(result)
-        _end(span)
+        _end(span, result)
         return result
 
     return wrapper

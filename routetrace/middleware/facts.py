@@ -72,20 +72,13 @@ def apply(span: LiveSpan, facts: RequestFacts) -> None:
     inputs: dict[str, Any] = {"method": method, "path": path}
     if query:
         inputs["query"] = query
-    if facts.request_headers:
-        inputs["headers"] = facts.request_headers
-    if rule.capture_body and request_size is not None:
-        inputs["body"] = facts.request_body
-    span.set_inputs(inputs)
-
+    span.set_inputs(_message(inputs, facts.request_headers, rule.capture_body, request_size,
+                             facts.request_body))
     outputs: dict[str, Any] = {}
     if status is not None:
         outputs["status_code"] = status
-    if facts.response_headers:
-        outputs["headers"] = facts.response_headers
-    if rule.capture_body and response_size is not None:
-        outputs["body"] = facts.response_body
-    span.set_outputs(outputs)
+    span.set_outputs(_message(outputs, facts.response_headers, rule.capture_body, response_size,
+                              facts.response_body))
 
     template = facts.template
     if template:
@@ -141,3 +134,14 @@ def apply(span: LiveSpan, facts: RequestFacts) -> None:
     if live.tags:
         tags.update(live.tags)  # the application's own tags win
     live.set_tags(tags)
+
+
+def _message(fields: dict[str, Any], headers: dict[str, str], capture_body: int,
+             size: int | None, body: Any) -> dict[str, Any]:
+    """One side of the exchange as the span stores it, the same rule both ways: the captured
+    headers when there are any, the body only when the rule captures bodies and it was read."""
+    if headers:
+        fields["headers"] = headers
+    if capture_body and size is not None:
+        fields["body"] = body
+    return fields

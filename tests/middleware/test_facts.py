@@ -47,3 +47,28 @@ def test_the_worker_reads_the_request_as_a_named_record_with_secrets_replaced() 
     assert root.outputs == {"status_code": 201, "headers": facts.response_headers}
     assert root.attributes["user_agent.original"] == "probe/1"
     assert root.attributes["server.address"] == "testserver"
+
+
+def test_both_sides_keep_headers_when_captured_and_bodies_only_where_the_rule_reads_them(
+) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"pong"})
+
+    mw = TracingMiddleware(app, config={
+        "capture_headers": ["content-type"],
+        "routes": [{"path": "/read", "experiment": "read", "capture_body": 1024},
+                   {"path": "/skip", "experiment": "skip"}]})
+    call(mw, "POST", "/read", chunks=(b"ping",))
+    call(mw, "POST", "/skip", chunks=(b"ping",))
+
+    read = only_trace("read").data.spans[0]
+    assert read.inputs == {"method": "POST", "path": "/read", "body": "ping"}
+    assert read.outputs == {"status_code": 200, "headers": {"content-type": "text/plain"},
+                            "body": "pong"}
+    skip = only_trace("skip").data.spans[0]
+    assert skip.inputs == {"method": "POST", "path": "/skip"}
+    assert skip.outputs == {"status_code": 200, "headers": {"content-type": "text/plain"}}
