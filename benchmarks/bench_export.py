@@ -79,9 +79,9 @@ def shutdown(n: int | None = None) -> dict[str, Any]:
     app = _app()
     _requests(app, 100)
     assert routetrace.flush(60)
-    with tracer.logger._lock:
+    with tracer.logger.queue.lock:
         _requests(app, n)
-    queued = len(tracer.logger._queue)
+    queued = len(tracer.logger.queue)
     started = time.perf_counter()
     lifecycle.shutdown(reason="benchmark")
     seconds = time.perf_counter() - started

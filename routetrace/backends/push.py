@@ -163,7 +163,7 @@ def push(
         for path, header, traces in spool_batches:
             try:
                 sent, skipped = _send(backend, ledger, traces, since_ms=since_ms,
-                                      destination=_destination(header))
+                                      destination=spool.experiment_of(header))
             except Exception as exc:
                 result.failed.append(f"{path.name}: {exc}")
                 log.warning("routetrace: pushing spooled batch %s failed: %s", path, exc)
@@ -214,13 +214,6 @@ def _read_spool(store: LocalStore, experiment: str | None) -> Iterator[tuple[Pat
         if experiment is not None and header.get("experiment", {}).get("name") != experiment:
             continue
         yield path, header, traces
-
-
-def _destination(header: dict) -> Experiment:
-    exp = header.get("experiment") or {}
-    if exp.get("name"):
-        return Experiment(name=exp["name"])
-    return Experiment(experiment_id=exp["experiment_id"])
 
 
 def _send(backend: Backend, ledger: _Ledger, traces: list[Trace], *, since_ms: int | None,

@@ -29,7 +29,7 @@ from routetrace.core.runs import _active_run
 from routetrace.core.settings import Settings, load_settings
 from routetrace.core.span import NO_OP_SPAN, LiveSpan, NoOpSpan
 from routetrace.export import lifecycle
-from routetrace.export.batch_logger import BatchLogger, _build, _Group, write_now
+from routetrace.export.batch_logger import BatchLogger
 from routetrace.export.watchdog import Watchdog
 
 if TYPE_CHECKING:
@@ -276,17 +276,7 @@ class Tracer:
             self.live.pop(id(trace), None)
 
     def write_sync(self, trace: LiveTrace) -> None:
-        logger = self.logger
-        built = _build(trace, trace.processors)
-        if built is None:
-            logger.stats.failed += 1
-            return
-        try:
-            write_now(trace.backend, trace.destination, [built])
-        except Exception as exc:
-            logger._spool(_Group(trace.backend, trace.destination, [built], [0]), str(exc))
-            return
-        logger.stats.written += 1
+        self.logger.write_sync(trace)
 
     # -- flush, shutdown, fork --------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
@@ -295,7 +285,7 @@ class Tracer:
 
     def hurry(self) -> None:
         if self._logger is not None:
-            self._logger._wake.set()
+            self._logger.hurry()
 
     def abort_open_traces(self, reason: str) -> int:
         count = 0
@@ -340,7 +330,7 @@ class Tracer:
         logger = self._logger
         if logger is None or not logger.summary_due():
             return
-        stats = logger.snapshot()
+        stats = logger.counts()
         stats["lost"] = stats["pending"]
         try:
             from routetrace.export.spool import record_export_summary
@@ -354,12 +344,12 @@ class Tracer:
         self.live.clear()
         self._lock = threading.Lock()
         if self._logger is not None:
-            self._logger._after_fork_in_child()
+            self._logger.after_fork_in_child()
         self._watchdog = None
         self._backend = None
 
     def stats(self) -> dict[str, Any]:
-        stats = self._logger.snapshot() if self._logger is not None else {}
+        stats = self._logger.counts() if self._logger is not None else {}
         stats["live_traces"] = len(self.live)
         from routetrace.core import processors
 

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
     from routetrace.backends.base import Backend
 
-__all__ = ["ReplayResult", "fallback_dir", "replay_spool", "spool_batch", "spooled_files"]
+__all__ = [
+    "ReplayResult", "experiment_of", "fallback_dir", "replay_spool", "spool_batch", "spooled_files",
+]
 
 log = logging.getLogger("routetrace")
 
@@ -118,6 +120,14 @@ def read_spool_file(path: Path) -> tuple[dict, list[Trace]]:
     return header, traces
 
 
+def experiment_of(header: dict) -> Experiment:
+    """The experiment a spool file's header names (by name when it has one, as it was spooled)."""
+    exp = header.get("experiment") or {}
+    if exp.get("name"):
+        return Experiment(name=exp["name"])
+    return Experiment(experiment_id=exp["experiment_id"])
+
+
 @dataclass
 class ReplayResult:
     files: int = 0
@@ -151,12 +161,7 @@ def replay_spool(spool_dir: str | os.PathLike[str] | None = None,
         try:
             header, traces = read_spool_file(claimed)
             target = backend or backend_for_uri(header["backend"])
-            exp = header["experiment"]
-            destination = (
-                Experiment(name=exp["name"]) if exp.get("name")
-                else Experiment(experiment_id=exp["experiment_id"])
-            )
-            info = target.resolve_experiment(destination)
+            info = target.resolve_experiment(experiment_of(header))
             for trace in traces:
                 trace.info.experiment_id = info.experiment_id
                 trace.info.experiment_name = info.name

@@ -211,8 +211,8 @@ def test_memory_stays_bounded_while_the_backend_is_down(reset_tracer, tmp_path):
         _produce(100)
         time.sleep(0.01)
     logger = tracer.logger
-    assert len(logger._queue) <= 100
-    assert logger._pending_traces <= 100 + 100  # bound plus at most one batch in hand
+    assert len(logger.queue) <= 100
+    assert logger.retry.traces <= 100 + 100  # bound plus at most one batch in hand
     stats = routetrace.get_export_stats()
     assert stats["dropped"] + stats["spooled"] + stats["pending"] + stats["written"] == 2000
 
@@ -258,7 +258,7 @@ def test_sync_mode_writes_on_the_calling_thread(reset_tracer):
     assert len(tracer.backend.search_traces()) == 2
     assert not any(t.name.startswith("routetrace-export") for t in threading.enumerate()
                    if t.is_alive() and tracer._logger is not None
-                   and t in tracer.logger._threads)
+                   and t in tracer.logger.threads)
     routetrace.enable_async_logging(True)
     _produce(1)
     assert routetrace.flush()
