@@ -52,7 +52,7 @@ def throughput(n: int = 50_000) -> dict[str, Any]:
     _requests(app, 100)
     assert routetrace.flush(60)
     logger = get_tracer().logger
-    with logger._lock:  # workers wait at their queue lock; the request path takes none
+    with logger.queue.lock:  # workers wait at their queue lock; the request path takes none
         _requests(app, n)
     started = time.perf_counter()
     assert routetrace.flush(300)

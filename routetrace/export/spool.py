@@ -121,8 +121,8 @@ def read_spool_file(path: Path) -> tuple[dict, list[Trace]]:
 
 
 def experiment_of(header: dict) -> Experiment:
-    """The experiment a spool file's header names (by name when it has one, as it was spooled)."""
-    exp = header.get("experiment") or {}
+    """The experiment a spooled batch was meant for (its header names it or gives its id)."""
+    exp = header["experiment"]
     if exp.get("name"):
         return Experiment(name=exp["name"])
     return Experiment(experiment_id=exp["experiment_id"])
