@@ -1,7 +1,7 @@
 """The bounded queue between the request path and the export workers, with exact accounting.
 
 ``put`` is the request path: one length check, one ``deque.append``, and an ``Event.set`` only
-when the workers sleep or a burst fills half a batch. No lock, no I/O, never blocks; a full
+when the workers sleep or a burst reaches ``wake_at``. No lock, no I/O, never blocks; a full
 queue drops the trace and counts it.
 
 Every accepted trace gets a sequence number. A trace is on the queue, in a worker's hands
