@@ -48,7 +48,7 @@ def main() -> dict[str, Any]:
     results: dict[str, Any] = {"python": sys.version.split()[0], "n": args.n}
 
     # 1. Root span start + end through the tracer (what the middleware pays), no export.
-    logger = tracer.logger
+    logger = tracer.exporter.logger
     put = logger.put
     logger.put = lambda trace: True  # measure the span, not the queue
     start_span = tracer.start_span

@@ -122,7 +122,7 @@ def run_routetrace(n: int, repeat: int) -> dict[str, Any]:
     # worker's ``take`` does): the request path alone, export done between timed slices.
     from routetrace.core.tracer import get_tracer
 
-    held = _time(app, n, repeat, after=flush, hold=lambda: get_tracer().logger.queue.lock)
+    held = _time(app, n, repeat, after=flush, hold=lambda: get_tracer().exporter.logger.queue.lock)
     result["held_best"], result["held_median"] = held["best"], held["median"]
     stats = routetrace.get_export_stats()
     result["traces_written"] = stats.get("written", 0)

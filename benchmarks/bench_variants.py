@@ -57,7 +57,7 @@ def main() -> None:
     from routetrace.middleware.asgi import _ASGIExchange, _otel_context_var
 
     tracer = get_tracer()
-    tracer.logger.put = lambda trace: trace.release()  # type: ignore[method-assign]
+    tracer.exporter.logger.put = lambda trace: trace.release()  # type: ignore[method-assign]
     otel_var, span_key = _otel_context_var()
     assert otel_var is not None, "OpenTelemetry's context is not the default one"
     current: contextvars.ContextVar[Any] = contextvars.ContextVar("current", default=None)

@@ -50,7 +50,7 @@ def main() -> None:
         from routetrace.export import worker
 
         if args.mode == "hold":
-            get_tracer().logger.put = lambda trace: trace.release()  # type: ignore[method-assign]
+            get_tracer().exporter.logger.put = lambda trace: trace.release()  # type: ignore[method-assign]
         elif args.mode == "noop":
             def process(self: Any, batch: list[Any]) -> None:
                 for trace in batch:

@@ -6,35 +6,31 @@
 ...     return a + b
 """
 
-from routetrace import entities, tracing
+from routetrace import backends, entities, tracing
+from routetrace.backends.replay import replay_spool
 from routetrace.client import MlflowClient
-from routetrace.core.destination import Experiment, set_destination
-from routetrace.core.display import disable_notebook_display, enable_notebook_display
-from routetrace.core.fluent import (
+from routetrace.core import tracer as _tracer_module
+from routetrace.core.control import (
     TracedThreadPoolExecutor,
     configure,
     copy_context_to,
-    delete_trace_tag,
-    delete_traces,
     disable,
     enable,
     enable_async_logging,
     flush,
+    get_export_stats,
+    is_enabled,
+    set_destination,
+    start_run,
+)
+from routetrace.core.current import (
     get_active_trace_id,
     get_current_active_span,
-    get_export_stats,
-    get_last_active_trace_id,
-    get_trace,
-    get_tracking_uri,
-    is_enabled,
-    search_traces,
-    set_experiment,
-    set_trace_tag,
-    set_tracking_uri,
-    start_span,
-    trace,
     update_current_trace,
 )
+from routetrace.core.destination import Experiment
+from routetrace.core.display import disable_notebook_display, enable_notebook_display
+from routetrace.core.fluent import get_last_active_trace_id, start_span, trace
 from routetrace.core.model import (
     Span,
     SpanEvent,
@@ -45,14 +41,29 @@ from routetrace.core.model import (
     TraceData,
     TraceInfo,
 )
-from routetrace.core.runs import active_run, start_run
+from routetrace.core.runs import active_run
 from routetrace.core.settings import SettingsError
 from routetrace.core.settings import load_settings as _load_settings
 from routetrace.core.span import LiveSpan
 from routetrace.core.tracer import get_tracer as _get_tracer  # noqa: F401 (tests, tools)
-from routetrace.export.spool import replay_spool
+from routetrace.export.pipeline import Pipeline as _Pipeline
+from routetrace.search import (
+    delete_trace_tag,
+    delete_traces,
+    get_trace,
+    get_tracking_uri,
+    search_traces,
+    set_experiment,
+    set_trace_tag,
+    set_tracking_uri,
+)
 
 __version__ = "0.1.0"
+
+# The core never imports the floors above it: the tracer gets its exporter and its backends
+# here. Plain assignments: no thread, no file, nothing starts until the first trace.
+_tracer_module.install(exporter_factory=_Pipeline, backend_factory=backends.backend_for_uri,
+                       clear_backends=backends.clear_cache)
 
 __all__ = [
     "Experiment",

@@ -17,10 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from routetrace.core import fluent
+from routetrace import search
 from routetrace.core.destination import Experiment
-from routetrace.core.live_trace import LiveTrace
-from routetrace.core.model import SpanType, Trace, parse_trace_id
+from routetrace.core.model import SpanType, Trace
 from routetrace.core.span import NO_OP_SPAN, LiveSpan, NoOpSpan
 from routetrace.core.tracer import get_tracer
 
@@ -50,7 +49,7 @@ class MlflowClient:
 
     @property
     def tracking_uri(self) -> str:
-        return self._tracking_uri or fluent.get_tracking_uri()
+        return self._tracking_uri or search.get_tracking_uri()
 
     def _backend(self) -> Backend:
         tracer = get_tracer()
@@ -64,7 +63,7 @@ class MlflowClient:
     def get_trace(self, trace_id: str, display: bool = True, flush: bool = False) -> Trace:
         """The trace with this id; ``KeyError`` naming it when there is none (MLflow raises)."""
         if self._tracking_uri is None:
-            found = fluent.get_trace(trace_id, flush=flush)
+            found = search.get_trace(trace_id, flush=flush)
         else:
             found = self._backend().get_trace(trace_id)
         if found is None:
@@ -119,22 +118,10 @@ class MlflowClient:
 
     def set_trace_tag(self, trace_id: str, key: str, value: str) -> None:
         """Tag a trace, running (in memory, exported with it) or stored."""
-        live = _live_trace(trace_id)
-        if live is not None:
-            live.set_tags({key: value})
-        else:
-            _wait_for_own_traces()
-            self._backend().set_trace_tag(trace_id, key, value)
+        search.tag_trace(trace_id, key, value, self._backend)
 
     def delete_trace_tag(self, trace_id: str, key: str) -> None:
-        live = _live_trace(trace_id)
-        if live is not None:
-            if not live.tags or key not in live.tags:
-                raise KeyError(f"trace {trace_id} has no tag {key!r}")
-            del live.tags[key]
-        else:
-            _wait_for_own_traces()
-            self._backend().delete_trace_tag(trace_id, key)
+        search.untag_trace(trace_id, key, self._backend)
 
     # -- building a trace by hand ------------------------------------------------------------
     def start_trace(
@@ -230,7 +217,7 @@ class MlflowClient:
         if not get_tracer().enabled:
             return
         trace_id = _trace_id(trace_id, request_id)
-        live = _live_trace(trace_id)
+        live = search.running_trace(trace_id)
         if live is None or live.root is None:
             raise KeyError(f"trace {trace_id!r} is not running in this process "
                            "(already ended, or started elsewhere)")
@@ -238,12 +225,6 @@ class MlflowClient:
         if outputs is not None:
             root.set_outputs(outputs)
         root.end(attributes=attributes, status=status, end_time_ns=end_time_ns)
-
-
-def _wait_for_own_traces() -> None:
-    """A trace this process ended may still be on its way to the store (async logging): let
-    it land first, as ``get_trace`` does. Returns at once when nothing is waiting."""
-    get_tracer().flush(fluent.GET_TRACE_WAIT_SECONDS)
 
 
 def _trace_id(trace_id: str | None, request_id: str | None) -> str:
@@ -262,16 +243,8 @@ def _page_offset(page_token: str | None) -> int:
     return int(page_token)
 
 
-def _live_trace(trace_id: str) -> LiveTrace | None:
-    wanted = int(parse_trace_id(trace_id)[3:], 16)
-    for live in list(get_tracer().live.values()):
-        if live.trace_id == wanted and not live.finished:
-            return live
-    return None
-
-
 def _live_span(trace_id: str, span_id: str) -> LiveSpan:
-    live = _live_trace(trace_id)
+    live = search.running_trace(trace_id)
     if live is None:
         raise KeyError(f"trace {trace_id!r} is not running in this process "
                        "(already ended, or started elsewhere)")

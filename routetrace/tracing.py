@@ -1,9 +1,8 @@
 """The functions ``mlflow.tracing`` has, under the same names, so that code written as
 ``mlflow.tracing.disable()`` runs unchanged with ``import routetrace as mlflow``."""
 
-from routetrace.core.destination import set_destination
+from routetrace.core.control import configure, disable, enable, is_enabled, set_destination
 from routetrace.core.display import disable_notebook_display, enable_notebook_display
-from routetrace.core.fluent import configure, disable, enable, is_enabled
 
 __all__ = [
     "configure",

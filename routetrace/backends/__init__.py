@@ -13,12 +13,15 @@ URI                             backend
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from routetrace.backends.base import Backend, BackendError, ExperimentInfo, UnsupportedOperation
-from routetrace.export.lifecycle import fresh_lock_after_fork
+from routetrace.core.settings import DEFAULT_TRACKING_URI
+from routetrace.export import lifecycle
 
 if TYPE_CHECKING:
     from routetrace.core.settings import Settings
@@ -30,15 +33,16 @@ __all__ = [
     "ExperimentInfo",
     "UnsupportedOperation",
     "backend_for_uri",
+    "clear_cache",
     "redact_uri",
 ]
 
-DEFAULT_TRACKING_URI = "./mlruns"
+log = logging.getLogger("routetrace")
+
 _SCHEMES = "a directory path, file:, sqlite:///, http(s)://, otlp+http(s)://"
 
 _cache: dict[tuple[str, int], Backend] = {}
 _lock = threading.Lock()
-fresh_lock_after_fork(__name__, "_lock")
 
 
 def redact_uri(uri: str) -> str:
@@ -107,7 +111,8 @@ def _create(uri: str, settings: Settings | None) -> Backend:
     )
 
 
-def _clear_cache() -> None:
+def clear_cache() -> None:
+    """Close and forget every backend made so far (the tracer is being replaced)."""
     with _lock:
         for backend in _cache.values():
             try:
@@ -115,3 +120,38 @@ def _clear_cache() -> None:
             except Exception:
                 pass
         _cache.clear()
+
+
+def _own_backends() -> list[Backend]:
+    """This process's backends: a forked child's copies of its parent's are not its own."""
+    import os
+
+    pid = os.getpid()
+    return [b for (_, owner), b in list(_cache.items()) if owner == pid]
+
+
+def _each_backend(call: Callable[[Backend], None], failed: str) -> None:
+    """``call(backend)`` for each of this process's backends; ``failed`` % uri is logged."""
+    for backend in _own_backends():
+        try:
+            call(backend)
+        except Exception:
+            log.exception(failed, backend.uri)
+
+
+def _before_fork() -> None:
+    _each_backend(lambda b: b.before_fork(), "routetrace: preparing %s for fork failed")
+
+
+def _after_fork_in_parent() -> None:
+    _each_backend(lambda b: b.after_fork_in_parent(), "routetrace: resuming %s after fork failed")
+
+
+def _after_fork_in_child() -> None:
+    # A fork while another thread held the lock would leave the child's copy locked for ever.
+    global _lock
+    _lock = threading.Lock()
+
+
+lifecycle.on_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                  after_in_child=_after_fork_in_child)

@@ -104,7 +104,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_spool_replay(args: argparse.Namespace) -> int:
-    from routetrace.export.spool import replay_spool, spooled_files
+    from routetrace.backends.replay import replay_spool
+    from routetrace.export.spool import spooled_files
 
     tracer = tracer_from(args)
     spool_dir = Path(args.dir) if args.dir else tracer.spool_dir()

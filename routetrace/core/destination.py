@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextvars
 from dataclasses import dataclass
 
-__all__ = ["Experiment", "get_context_destination", "set_destination"]
+__all__ = ["Experiment", "get_context_destination"]
 
 
 @dataclass(frozen=True)
@@ -62,27 +62,3 @@ def set_context_destination(destination: Experiment | None) -> contextvars.Token
 
 def reset_context_destination(token: contextvars.Token) -> None:
     _context_destination.reset(token)
-
-
-def set_destination(destination: Experiment | None, *, context_local: bool = False) -> None:
-    """Send traces started from now on to ``destination``.
-
-    With ``context_local=True`` only the current context (this asyncio task, this thread, or a
-    ``contextvars.copy_context()`` of it) is affected; otherwise the process-wide default.
-    """
-    if (destination is not None and not isinstance(destination, Experiment)
-            and isinstance(getattr(destination, "experiment_id", None), (str, int))):
-        # MLflow's own destination objects (``MlflowExperimentLocation(experiment_id=...)``,
-        # ``mlflow.tracing.destination.MlflowExperiment``) name the experiment by id.
-        destination = Experiment(experiment_id=destination.experiment_id)
-    if destination is not None and not isinstance(destination, Experiment):
-        raise TypeError(
-            "set_destination() takes routetrace.Experiment(name=...) or "
-            f"Experiment(experiment_id=...), not {type(destination).__name__}"
-        )
-    if context_local:
-        _context_destination.set(destination)
-    else:
-        from routetrace.core.tracer import get_tracer
-
-        get_tracer().global_destination = destination

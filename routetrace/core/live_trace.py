@@ -12,18 +12,23 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from routetrace.core.model import SpanEvent
-from routetrace.export.lifecycle import fresh_lock_after_fork
 
 if TYPE_CHECKING:
-    from routetrace.backends.base import Backend
     from routetrace.core.destination import Experiment
     from routetrace.core.processors import SpanProcessor
+    from routetrace.core.sink import Sink
     from routetrace.core.span import LiveSpan
 
-__all__ = ["LiveTrace"]
+__all__ = ["LiveTrace", "after_fork_in_child"]
 
 _children_lock = threading.Lock()
-fresh_lock_after_fork(__name__, "_children_lock")
+
+
+def after_fork_in_child() -> None:
+    """A fork while another thread held the lock would leave the child's copy locked for ever
+    (``routetrace.export.lifecycle`` calls this in every forked child)."""
+    global _children_lock
+    _children_lock = threading.Lock()
 
 
 class LiveTrace:
@@ -52,7 +57,7 @@ class LiveTrace:
         self,
         trace_id: int,
         destination: Experiment,
-        backend: Backend,
+        backend: Sink,
         on_finish: Callable[[LiveTrace], None],
         run_id: str | None = None,
         deadline_ns: int | None = None,

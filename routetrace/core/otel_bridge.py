@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -42,6 +42,7 @@ __all__ = [
     "current_request",
     "install",
     "live_parent",
+    "set_tracer_source",
 ]
 
 log = logging.getLogger("routetrace")
@@ -70,6 +71,21 @@ _joined: list[Any] = []  # SDK providers routetrace added its processor to
 # current one, so a provider the app sets after the first trace is joined at the next.
 seen_provider: Any = None
 _install_lock = threading.Lock()
+
+
+def _no_tracer() -> Any:
+    raise RuntimeError("routetrace.core.tracer was not imported: import routetrace")
+
+
+# Where the bridge's spans are started: the process's tracer, handed in by
+# ``routetrace.core.tracer`` (which imports this module, so this one cannot import it).
+_tracer_source: Callable[[], Any] = _no_tracer
+
+
+def set_tracer_source(source: Callable[[], Any]) -> None:
+    """``source()`` is the tracer that starts the spans of OpenTelemetry instrumentations."""
+    global _tracer_source
+    _tracer_source = source
 
 
 def _framework_span(scope: str | None) -> bool:
@@ -148,9 +164,7 @@ class _BridgeTracer(otel_trace.Tracer):
                     otel_trace.get_current_span(context).get_span_context())
         if _framework_span(self.scope) and not _keeps_framework_spans():
             return _LeftOut(parent)
-        from routetrace.core.tracer import get_tracer
-
-        span = get_tracer().start_span(name, "UNKNOWN", parent=parent, start_time_ns=start_time)
+        span = _tracer_source().start_span(name, "UNKNOWN", parent=parent, start_time_ns=start_time)
         if span.__class__ is LiveSpan:
             if attributes:
                 span.set_attributes(attributes)

@@ -1,15 +1,14 @@
-"""``start_run()``: a run groups traces, like an MLflow run; traces inside carry its id."""
+"""A run groups traces, like an MLflow run; traces made inside carry its id.
+
+The run current in this context lives here; ``start_run`` (in :mod:`routetrace.core.control`)
+opens one in the backend."""
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-from routetrace.core.destination import Experiment
-
-__all__ = ["ActiveRun", "active_run", "start_run"]
+__all__ = ["ActiveRun", "RunInfo", "active_run", "current_run_id", "enter_run", "leave_run"]
 
 _active_run: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
     "routetrace_run", default=None
@@ -41,34 +40,10 @@ def current_run_id() -> str | None:
     return None if run is None else run.info.run_id
 
 
-@contextmanager
-def start_run(run_name: str | None = None, experiment: Experiment | None = None,
-              experiment_id: str | None = None) -> Iterator[ActiveRun]:
-    """Group the traces made inside this block under a new run.
+def enter_run(run: ActiveRun) -> contextvars.Token:
+    """Make ``run`` current in this context; returns the token for ``leave_run``."""
+    return _active_run.set(run)
 
-    ``with routetrace.start_run() as run: ...`` then
-    ``routetrace.search_traces(run_id=run.info.run_id, return_type="list")``.
-    """
-    from routetrace.core.tracer import get_tracer
 
-    tracer = get_tracer()
-    if experiment is None and experiment_id is not None:
-        experiment = Experiment(experiment_id=experiment_id)
-    destination = experiment or tracer.resolve_destination()
-    backend = tracer.backend
-    info = backend.resolve_experiment(destination)
-    run_id = backend.create_run(info, run_name)
-    run = ActiveRun(RunInfo(run_id, info.experiment_id, run_name))
-    token = _active_run.set(run)
-    status = "FINISHED"
-    try:
-        yield run
-    except BaseException:
-        status = "FAILED"
-        raise
-    finally:
-        _active_run.reset(token)
-        try:
-            backend.end_run(run_id, status)
-        except Exception:
-            pass
+def leave_run(token: contextvars.Token) -> None:
+    _active_run.reset(token)

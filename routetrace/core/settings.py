@@ -12,7 +12,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["DEFAULT_TRACKING_URI", "Settings", "SettingsError", "load_settings"]
+
+# Where traces go when MLFLOW_TRACKING_URI is unset: the local store in this directory.
+DEFAULT_TRACKING_URI = "./mlruns"
 
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "off", "n", "f"})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanContext, TraceFlags
@@ -22,13 +22,21 @@ from opentelemetry.trace.status import Status, StatusCode
 from routetrace.core import serialize
 from routetrace.core.model import SpanEvent, SpanStatusCode, format_trace_id
 
-if TYPE_CHECKING:
-    from routetrace.core.live_trace import LiveTrace
-
-__all__ = ["NO_OP_SPAN", "LiveSpan", "NoOpSpan"]
+__all__ = ["NO_OP_SPAN", "LiveSpan", "NoOpSpan", "SpanTrace"]
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = object()
+
+
+class SpanTrace(Protocol):
+    """The trace a span belongs to (``routetrace.core.live_trace.LiveTrace``), as far as the
+    span itself uses it: named here so that this module, which the trace's own module
+    imports, does not import it back."""
+
+    trace_id: int
+    finished: bool
+
+    def end_span(self, span: LiveSpan, end_time_ns: int) -> None: ...
 
 
 def _status_code(status: Any) -> str:
@@ -69,7 +77,7 @@ class LiveSpan(otel_trace.Span):
 
     def __init__(
         self,
-        trace: LiveTrace,
+        trace: SpanTrace,
         span_id: int,
         parent_span_id: int | None,
         name: str,

@@ -1,17 +1,22 @@
 """The process-wide tracing state and the span-start hot path.
 
 One ``Tracer`` per process holds the settings, the enabled flag, span processors, the global
-destination, the backend, the set of live traces (for the watchdog and exit), and the batch
-logger. Nothing here starts a thread until a trace actually needs one.
+destination, the backend, the set of live traces (for the watchdog and exit), and the
+exporter. Nothing here starts a thread until a trace actually needs one.
+
+The exporter and the backends live above the core: the package's root hands their factories
+to :func:`install` when it is imported, and the tracer only knows them through the protocols
+of :mod:`routetrace.core.sink`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as otel_trace
@@ -28,30 +33,73 @@ from routetrace.core.processors import SpanProcessor
 from routetrace.core.runs import _active_run
 from routetrace.core.settings import Settings, load_settings
 from routetrace.core.span import NO_OP_SPAN, LiveSpan, NoOpSpan
-from routetrace.export import lifecycle
-from routetrace.export.batch_logger import BatchLogger
-from routetrace.export.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from routetrace.backends.base import Backend
+    from routetrace.core.exporter import Exporter
+    from routetrace.core.sink import Sink
 
-__all__ = ["PARENT_TRACE_KEY", "Tracer", "get_tracer", "peek_tracer", "reset"]
+__all__ = [
+    "PARENT_TRACE_KEY",
+    "Tracer",
+    "Wiring",
+    "after_fork_in_child",
+    "get_tracer",
+    "install",
+    "peek_tracer",
+    "reset",
+]
 
 log = logging.getLogger("routetrace")
 
 # Ids come from a private generator: an app calling ``random.seed()`` (reproducible sampling,
 # ``transformers.set_seed``) must not make its requests' trace ids repeat and merge.
 _ids = random.Random()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_ids.seed)  # forked workers must not share a sequence
 _tracer: Tracer | None = None
 # Trace metadata of a trace started by work that outlived its request (a background task):
 # the request's trace id, which is where that work came from.
 PARENT_TRACE_KEY = "routetrace.parentTraceId"
 _tracer_lock = threading.Lock()
-lifecycle.fresh_lock_after_fork(__name__, "_tracer_lock")
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """The parts above the core a tracer uses, handed down by the package's root."""
+
+    exporter_factory: Callable[[Tracer], Exporter]
+    backend_factory: Callable[[str | None, Settings], Sink]
+    clear_backends: Callable[[], None]
+
+
+_wiring: Wiring | None = None
+
+
+def install(*, exporter_factory: Callable[[Tracer], Exporter],
+            backend_factory: Callable[[str | None, Settings], Sink],
+            clear_backends: Callable[[], None]) -> None:
+    """Give the tracers their exporter and backends (``routetrace/__init__.py`` does, on
+    import; this only stores the callables: nothing starts)."""
+    global _wiring
+    _wiring = Wiring(exporter_factory, backend_factory, clear_backends)
+
+
+def _wired() -> Wiring:
+    if _wiring is None:
+        raise RuntimeError("routetrace.core.tracer.install() was not called: import routetrace "
+                           "(the package wires the exporter and the backends in)")
+    return _wiring
+
+
+def after_fork_in_child() -> None:
+    """A forked child: its own id sequence (forked workers must not repeat each other's ids),
+    a new lock (another thread may have held the parent's at the fork), and a tracer that
+    starts afresh. ``routetrace.export.lifecycle`` calls this in every forked child."""
+    global _tracer_lock
+    _ids.seed()
+    _tracer_lock = threading.Lock()
+    if _tracer is not None:
+        _tracer.after_fork_in_child()
 
 
 class _Current:
@@ -82,10 +130,9 @@ class Tracer:
         self.timeout_ns = (
             int(settings.trace_timeout_seconds * 1e9) if settings.trace_timeout_seconds else None
         )
-        self._backend: Backend | None = None
+        self._backend: Sink | None = None
         self.live: dict[int, LiveTrace] = {}
-        self._logger: BatchLogger | None = None
-        self._watchdog: Watchdog | None = None
+        self.exporter = _wired().exporter_factory(self)
         self._warned_nonroot_destination = False
         self._lock = threading.Lock()
         self._activated = False
@@ -96,46 +143,16 @@ class Tracer:
 
     # -- components -------------------------------------------------------------------
     @property
-    def backend(self) -> Backend:
+    def backend(self) -> Sink:
         backend = self._backend
         if backend is None:
-            from routetrace.backends import backend_for_uri
-
-            backend = self._backend = backend_for_uri(self.tracking_uri, self.settings)
+            backend = self._backend = _wired().backend_factory(self.tracking_uri, self.settings)
         return backend
 
     def set_tracking_uri(self, uri: str | None) -> None:
-        from routetrace.backends import backend_for_uri
-
-        backend = backend_for_uri(uri, self.settings)  # validates; raises on a bad URI
+        backend = _wired().backend_factory(uri, self.settings)  # validates; raises on a bad URI
         self.tracking_uri = uri
         self._backend = backend
-
-    @property
-    def logger(self) -> BatchLogger:
-        logger = self._logger
-        if logger is None:
-            with self._lock:
-                if self._logger is None:
-                    s = self.settings
-                    self._logger = BatchLogger(
-                        max_queue_size=s.max_queue_size,
-                        max_workers=s.max_workers,
-                        retry_timeout=s.retry_timeout_seconds,
-                    )
-                logger = self._logger
-        return logger
-
-    @property
-    def watchdog(self) -> Watchdog:
-        if self._watchdog is None:
-            with self._lock:
-                if self._watchdog is None:
-                    self._watchdog = Watchdog(
-                        self.settings.timeout_check_interval_seconds,
-                        lambda: list(self.live.values()),
-                    )
-        return self._watchdog
 
     def spool_dir(self) -> Path:
         from pathlib import Path
@@ -150,7 +167,7 @@ class Tracer:
             if self._activated:
                 return
             self._activated = True
-        lifecycle.install(self.settings.install_signal_handlers)
+        self.exporter.activate()
         if self._otel_bridge:
             otel_bridge.install()
 
@@ -254,7 +271,7 @@ class Tracer:
         trace.root = span
         self.live[id(trace)] = trace
         if timeout_ns:
-            self.watchdog.ensure_running()
+            self.exporter.watch()
         return span
 
     def _finish(self, trace: LiveTrace) -> None:
@@ -265,27 +282,24 @@ class Tracer:
         """
         try:
             trace.processors = self.processors
-            logger = self._logger or self.logger
-            if self.async_logging and not logger.closed:
-                logger.put(trace)
+            if self.async_logging:
+                self.exporter.put(trace)
             else:
-                self.write_sync(trace)
+                self.exporter.write_sync(trace)
         except Exception:
             log.exception("routetrace: could not hand off trace %032x", trace.trace_id)
         finally:
             self.live.pop(id(trace), None)
 
     def write_sync(self, trace: LiveTrace) -> None:
-        self.logger.write_sync(trace)
+        self.exporter.write_sync(trace)
 
     # -- flush, shutdown, fork --------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
-        logger = self._logger
-        return True if logger is None else logger.flush(timeout)
+        return self.exporter.flush(timeout)
 
     def hurry(self) -> None:
-        if self._logger is not None:
-            self._logger.hurry()
+        self.exporter.hurry()
 
     def abort_open_traces(self, reason: str) -> int:
         count = 0
@@ -300,61 +314,27 @@ class Tracer:
         if aborted:
             log.warning("routetrace: %d trace(s) were still open at %s; exported with ERROR",
                         aborted, reason)
-        if self._watchdog is not None:
-            self._watchdog.stop()
-        if self._logger is None:
-            return True
-        complete = self._logger.shutdown(self.settings.shutdown_grace_seconds)
-        self.record_summary()
-        return complete
+        return self.exporter.shutdown(reason)
 
     def settle(self, reason: str) -> bool:
         """The app stopped serving (ASGI lifespan shutdown): flush within the grace period,
         spool the rest and leave the summary, as ``shutdown`` does, but keep the tracer
         working. uvicorn kills its process by re-raising SIGTERM right after, so no exit hook
         would run; a server that starts the app again finds the tracer as it was."""
-        if self._logger is None:
-            return True
-        still_open = len(self.live)
-        if still_open:
-            log.warning("routetrace: %d trace(s) still open at %s; written when they end, lost "
-                        "if the process is killed first", still_open, reason)
-        complete = self._logger.drain(self.settings.shutdown_grace_seconds,
-                                      f"{reason} before the backend took it", when=reason)
-        self.record_summary()
-        return complete
-
-    def record_summary(self) -> None:
-        """Leave this process's export counts beside the spool when they show anything but
-        traces written (``routetrace stats`` reads them after the process is gone)."""
-        logger = self._logger
-        if logger is None or not logger.summary_due():
-            return
-        stats = logger.counts()
-        stats["lost"] = stats["pending"]
-        try:
-            from routetrace.export.spool import record_export_summary
-
-            record_export_summary(self.spool_dir(), stats, logger.summary_name)
-        except Exception:
-            log.error("routetrace: could not record the export summary (%s); the counts "
-                      "were: %s", self.spool_dir(), stats, exc_info=True)
+        return self.exporter.settle(reason)
 
     def after_fork_in_child(self) -> None:
         self.live.clear()
         self._lock = threading.Lock()
-        if self._logger is not None:
-            self._logger.after_fork_in_child()
-        self._watchdog = None
+        self.exporter.after_fork_in_child()
         self._backend = None
 
     def stats(self) -> dict[str, Any]:
-        stats = self._logger.counts() if self._logger is not None else {}
+        stats = self.exporter.stats()
         stats["live_traces"] = len(self.live)
         from routetrace.core import processors
 
         stats["processor_errors"] = processors.errors
-        stats["watchdog_aborted"] = 0 if self._watchdog is None else self._watchdog.aborted
         return stats
 
 
@@ -364,6 +344,9 @@ def get_tracer() -> Tracer:
     if tracer is None:
         tracer = _create()
     return tracer
+
+
+otel_bridge.set_tracer_source(get_tracer)
 
 
 def peek_tracer() -> Tracer | None:
@@ -389,13 +372,8 @@ def reset(settings: Settings | None = None) -> Tracer:
         _tracer = None
     if old is not None:
         old.flush(timeout=2)
-        if old._logger is not None:
-            old._logger.stop_workers()
-        if old._watchdog is not None:
-            old._watchdog.stop()
-    from routetrace import backends
-
-    backends._clear_cache()
+        old.exporter.stop()
+    _wired().clear_backends()
     with _tracer_lock:
         _tracer = Tracer(settings or load_settings())
     return _tracer

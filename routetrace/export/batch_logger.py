@@ -25,8 +25,8 @@ from routetrace.export.worker import Workers
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from routetrace.backends.base import Backend
     from routetrace.core.live_trace import LiveTrace
+    from routetrace.core.sink import Sink
 
 __all__ = ["BatchLogger", "ExportStats"]
 
@@ -82,7 +82,7 @@ class BatchLogger:
         # Names this process's export summary file: rewritten, never added to, by each drain.
         self.summary_name = f"{time.time_ns()}-{os.getpid()}"
 
-    def _start_workers(self, backend: Backend) -> None:
+    def _start_workers(self, backend: Sink) -> None:
         self._workers.start(backend)
 
     @property

@@ -15,10 +15,10 @@ from routetrace.core.build import TraceRecord, record_trace
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from routetrace.backends.base import Backend
     from routetrace.core.destination import Experiment
     from routetrace.core.live_trace import LiveTrace
     from routetrace.core.model import Trace
+    from routetrace.core.sink import Sink
 
 __all__ = ["Group", "Grouped", "build", "group_traces", "write_now"]
 
@@ -29,7 +29,7 @@ log = logging.getLogger("routetrace")
 class Group:
     """Traces for one (backend, experiment), with the state of their retries."""
 
-    backend: Backend
+    backend: Sink
     destination: Experiment
     traces: list[TraceRecord]
     seqs: list[int]  # queue sequence numbers: flush waits on the smallest
@@ -90,7 +90,7 @@ def group_traces(batch: Iterable[LiveTrace]) -> Grouped:
     return Grouped(list(groups.values()), failed)
 
 
-def write_now(backend: Backend, destination: Experiment,
+def write_now(backend: Sink, destination: Experiment,
               records: list[TraceRecord] | list[Trace]) -> None:
     """Resolve the experiment and write: the one write path, shared by workers, sync mode and
     the replay of a spool (which holds traces)."""

@@ -9,6 +9,13 @@ spooled, or counted in a summary beside the spool. When it was the default (the 
 would just die), routetrace first ends open traces with ERROR, flushes within the grace
 period, then restores the default and re-sends the signal, so the process dies exactly as it
 would have.
+
+Fork: this module owns every fork hook, registered with ``os.register_at_fork`` when it is
+imported (no thread, no file), so that a server forking after import and before any trace
+(gunicorn ``--preload``) already gets children with their own ids, locks and queue. The core
+exposes what a child must renew (``tracer.after_fork_in_child``,
+``live_trace.after_fork_in_child``); a part above the core (the backends) adds its own hooks
+with :func:`on_fork`.
 """
 
 from __future__ import annotations
@@ -17,23 +24,33 @@ import atexit
 import logging
 import os
 import signal
-import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-__all__ = ["fresh_lock_after_fork", "install", "settle", "shutdown"]
+from routetrace.core import live_trace, tracer
+
+__all__ = ["ForkHooks", "install", "on_fork", "settle", "shutdown"]
 
 log = logging.getLogger("routetrace")
 
 
-def fresh_lock_after_fork(module: str, name: str) -> None:
-    """Give a forked child a new ``threading.Lock`` as the module global ``name``: a fork
-    while another thread held the parent's would leave the child's copy locked for ever."""
-    if hasattr(os, "register_at_fork"):
-        def renew() -> None:
-            setattr(sys.modules[module], name, threading.Lock())
+class ForkHooks(NamedTuple):
+    before: Callable[[], None] | None
+    after_in_parent: Callable[[], None] | None
+    after_in_child: Callable[[], None] | None
 
-        os.register_at_fork(after_in_child=renew)
+
+_fork_hooks: list[ForkHooks] = []
+
+
+def on_fork(*, before: Callable[[], None] | None = None,
+            after_in_parent: Callable[[], None] | None = None,
+            after_in_child: Callable[[], None] | None = None) -> None:
+    """Run these around every ``os.fork``, after the core's own: ``before`` in the parent just
+    before (in reverse order of registration, as ``os.register_at_fork`` does), the others
+    right after. A hook that raises is logged; the fork goes on."""
+    _fork_hooks.append(ForkHooks(before, after_in_parent, after_in_child))
 
 
 _installed = False
@@ -55,12 +72,6 @@ def install(install_signal_handler: bool) -> None:
         except RuntimeError:  # the interpreter is already shutting down
             pass
     atexit.register(_at_exit)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(
-            before=_before_fork,
-            after_in_parent=_after_fork_in_parent,
-            after_in_child=_after_fork_in_child,
-        )
     if install_signal_handler:
         install_sigterm_handler()
 
@@ -83,9 +94,7 @@ def install_sigterm_handler() -> bool:
 def _on_sigterm(signum: int, frame: Any) -> None:
     previous = _previous_sigterm
     if callable(previous):
-        from routetrace.core.tracer import get_tracer
-
-        get_tracer().hurry()
+        tracer.get_tracer().hurry()
         previous(signum, frame)
         return
     if previous == signal.SIG_IGN:
@@ -100,12 +109,10 @@ def shutdown(reason: str = "exit") -> None:
     if _shutdown_done:
         return
     _shutdown_done = True
-    from routetrace.core.tracer import peek_tracer
-
-    tracer = peek_tracer()
-    if tracer is not None:
+    current = tracer.peek_tracer()
+    if current is not None:
         try:
-            tracer.shutdown(reason=reason)
+            current.shutdown(reason=reason)
         except Exception:
             log.exception("routetrace: shutdown failed")
 
@@ -114,12 +121,10 @@ def settle(reason: str = "lifespan shutdown") -> None:
     """The server ended the app (ASGI lifespan shutdown): end where ``shutdown`` ends (written,
     spooled, or counted with a summary) without closing, since the server may start the app
     again. Blocks up to the grace period; never raises."""
-    from routetrace.core.tracer import peek_tracer
-
-    tracer = peek_tracer()
-    if tracer is not None:
+    current = tracer.peek_tracer()
+    if current is not None:
         try:
-            tracer.settle(reason)
+            current.settle(reason)
         except Exception:
             log.exception("routetrace: settling the export at %s failed", reason)
 
@@ -128,34 +133,34 @@ def _at_exit() -> None:
     shutdown(reason="exit")
 
 
-def _backends() -> list:
-    from routetrace import backends
-
-    pid = os.getpid()
-    return [b for (_, owner), b in list(backends._cache.items()) if owner == pid]
+def _run(hook: Callable[[], None] | None, what: str) -> None:
+    if hook is None:
+        return
+    try:
+        hook()
+    except Exception:
+        log.exception("routetrace: %s failed", what)
 
 
 def _before_fork() -> None:
-    for backend in _backends():
-        try:
-            backend.before_fork()
-        except Exception:
-            log.exception("routetrace: preparing %s for fork failed", backend.uri)
+    for hooks in reversed(_fork_hooks):
+        _run(hooks.before, "preparing for fork")
 
 
 def _after_fork_in_parent() -> None:
-    for backend in _backends():
-        try:
-            backend.after_fork_in_parent()
-        except Exception:
-            log.exception("routetrace: resuming %s after fork failed", backend.uri)
+    for hooks in _fork_hooks:
+        _run(hooks.after_in_parent, "resuming after fork")
 
 
 def _after_fork_in_child() -> None:
     global _shutdown_done
     _shutdown_done = False
-    from routetrace.core.tracer import peek_tracer
+    live_trace.after_fork_in_child()
+    tracer.after_fork_in_child()
+    for hooks in _fork_hooks:
+        _run(hooks.after_in_child, "starting afresh after fork")
 
-    tracer = peek_tracer()
-    if tracer is not None:
-        tracer.after_fork_in_child()
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)

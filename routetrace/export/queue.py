@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from routetrace.backends.base import Backend
     from routetrace.core.live_trace import LiveTrace
+    from routetrace.core.sink import Sink
     from routetrace.export.stats import ExportStats
 
 __all__ = ["TraceQueue"]
@@ -43,7 +43,7 @@ class _InHand(NamedTuple):
 
 class TraceQueue:
     def __init__(self, *, max_size: int, wake_at: int, lock: threading.Condition,
-                 stats: ExportStats, start_workers: Callable[[Backend], None]) -> None:
+                 stats: ExportStats, start_workers: Callable[[Sink], None]) -> None:
         self.max_size = max_size
         self.lock = lock
         # Set to make a worker look at the queue now; workers wait on it.

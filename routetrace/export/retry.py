@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Callable
 
-    from routetrace.backends.base import Backend
+    from routetrace.core.sink import Sink
     from routetrace.export.groups import Group
 
 __all__ = ["RetryList"]
@@ -52,10 +52,10 @@ class RetryList:
     def __bool__(self) -> bool:
         return bool(self._groups)
 
-    def is_failing(self, backend: Backend) -> bool:
+    def is_failing(self, backend: Sink) -> bool:
         return id(backend) in self._failing
 
-    def holds_back(self, backend: Backend) -> bool:
+    def holds_back(self, backend: Sink) -> bool:
         """Whether new traces for ``backend`` should wait behind the list rather than try it:
         true while it fails, except for one probe every ``_PROBE_INTERVAL``."""
         if id(backend) not in self._failing:
@@ -66,11 +66,11 @@ class RetryList:
         self._last_probe[id(backend)] = now
         return False
 
-    def failed(self, backend: Backend) -> None:
+    def failed(self, backend: Sink) -> None:
         """A write to ``backend`` failed (lock held)."""
         self._failing.add(id(backend))
 
-    def succeeded(self, backend: Backend) -> bool:
+    def succeeded(self, backend: Sink) -> bool:
         """A write to ``backend`` succeeded (lock held): when it was failing, its waiting
         groups are due now. Returns True when it had been failing."""
         if id(backend) not in self._failing:

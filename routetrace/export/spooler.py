@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import threading
     from pathlib import Path
 
-    from routetrace.backends.base import Backend
+    from routetrace.core.sink import Sink
     from routetrace.export.groups import Group
     from routetrace.export.stats import ExportStats
 
@@ -56,7 +56,7 @@ class Spooler:
             self._own.setdefault(id(backend), []).append(path)
             self._lock.notify_all()
 
-    def replay_own(self, backend: Backend) -> None:
+    def replay_own(self, backend: Sink) -> None:
         """Write back the files this process spooled for ``backend``, oldest first; stop at the
         first failure (the backend is down again) and leave the rest spooled."""
         with self._lock:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from routetrace.export.groups import group_traces, write_now
 
 if TYPE_CHECKING:
-    from routetrace.backends.base import Backend
     from routetrace.core.live_trace import LiveTrace
+    from routetrace.core.sink import Sink
     from routetrace.export.groups import Group
     from routetrace.export.queue import TraceQueue
     from routetrace.export.retry import RetryList
@@ -54,7 +54,7 @@ class Workers:
         self._stats = stats
         self._backend_locks: dict[int, threading.Lock] = {}
 
-    def start(self, backend: Backend) -> None:
+    def start(self, backend: Sink) -> None:
         """Start the threads (once): as many as asked for, at most what ``backend`` takes."""
         if self.started:
             return
@@ -144,7 +144,7 @@ class Workers:
                         backend.uri)
             self.spooler.replay_own(backend)
 
-    def _backend_lock(self, backend: Backend) -> threading.Lock:
+    def _backend_lock(self, backend: Sink) -> threading.Lock:
         """One write at a time to a backend that takes one (``max_concurrency == 1``)."""
         lock = self._backend_locks.get(id(backend))
         if lock is None:

@@ -28,10 +28,10 @@ from routetrace.core import tracer as tracer_mod
 from routetrace.core.destination import reset_context_destination, set_context_destination
 from routetrace.core.otel_bridge import current_request
 from routetrace.core.span import NO_OP_SPAN, LiveSpan
-from routetrace.export import lifecycle
 from routetrace.middleware.capture import Exchange, parse_traceparent
 from routetrace.middleware.frameworks import watch_exceptions
 from routetrace.middleware.guard import Untraced, abandon, report
+from routetrace.middleware.lifespan import LifespanSend
 from routetrace.middleware.types import ASGIApp, Message, Receive, Scope, Send
 from routetrace.routing.config import ConfigError, load
 from routetrace.routing.table import RouteTable
@@ -100,7 +100,7 @@ class TracingMiddleware:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             if kind == "lifespan":
-                await self.app(scope, receive, _LifespanSend(send))
+                await self.app(scope, receive, LifespanSend(send))
                 return
             await self.app(scope, receive, send)
             return
@@ -254,32 +254,6 @@ class _ASGIExchange(Exchange):
         except Exception:
             report("ending the request span")
 
-    # id() of the exception recorded by caught(), not the exception: its traceback holds the
-    # frames of the whole request, the response iterable among them, and the trace would hold
-    # them all until it is exported.
-    _caught = 0
-
-    def caught(self, exc: BaseException) -> None:
-        """The framework caught ``exc`` and answers an error page (Django's
-        ``got_request_exception``): record it on the request's span."""
-        if self.ended or id(exc) == self._caught:
-            return
-        self._caught = id(exc)
-        try:
-            self.span.record_exception(exc)
-        except Exception:
-            report("recording an exception")
-
-    def fail(self, exc: BaseException) -> None:
-        if self.ended:
-            return  # e.g. a background task failing after the response: not this request's
-        if id(exc) != self._caught:  # a framework that re-raises what it reported
-            try:
-                self.span.record_exception(exc)
-            except Exception:
-                report("recording an exception")
-        self.end()
-
     def _with_trace_id(self, message: Message) -> Message:
         header = self._header
         size = len(header)
@@ -399,32 +373,3 @@ async def _ws_send(ex: _ASGIExchange, inner: Send, message: Message) -> None:
         await inner(message)
     finally:
         ex.end()
-
-
-class _LifespanSend:
-    """Settle the export (flush, spool the rest, leave the counts) before telling the server
-    the app has shut down: under uvicorn that is the last chance, SIGTERM follows."""
-
-    __slots__ = ("_send",)
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-
-    async def __call__(self, message: Message) -> None:
-        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            await _settle()
-        await self._send(message)
-
-
-async def _settle() -> None:
-    if tracer_mod.peek_tracer() is None:
-        return
-    try:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio (trio): a short blocking settle at shutdown
-            lifecycle.settle("lifespan shutdown")
-            return
-        await loop.run_in_executor(None, lifecycle.settle, "lifespan shutdown")
-    except Exception:
-        report("settling the export at lifespan shutdown")

@@ -109,32 +109,6 @@ class _WSGIExchange(Exchange):
         super().__init__(table, rule, method, path)
         self._header = header
 
-    # id() of the exception recorded by caught(), not the exception: its traceback holds the
-    # frames of the whole request, the response iterable among them, and the trace would hold
-    # them all until it is exported.
-    _caught = 0
-
-    def caught(self, exc: BaseException) -> None:
-        """The framework caught ``exc`` and answers an error page (Flask's and Django's
-        ``got_request_exception``): record it on the request's span."""
-        if self.ended or id(exc) == self._caught:
-            return
-        self._caught = id(exc)
-        try:
-            self.span.record_exception(exc)
-        except Exception:
-            report("recording an exception")
-
-    def fail(self, exc: BaseException) -> None:
-        if self.ended:
-            return
-        if id(exc) != self._caught:  # a framework that re-raises what it reported
-            try:
-                self.span.record_exception(exc)
-            except Exception:
-                report("recording an exception")
-        self.end()
-
     def end(self) -> None:
         if self.ended:
             return

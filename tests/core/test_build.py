@@ -44,7 +44,7 @@ class Opaque:
 def held(tracer: Tracer, monkeypatch: pytest.MonkeyPatch) -> list[LiveTrace]:
     """Finished traces, taken off the export hand-off (nothing is written)."""
     out: list[LiveTrace] = []
-    monkeypatch.setattr(tracer.logger, "put", out.append)
+    monkeypatch.setattr(tracer.exporter.logger, "put", out.append)
     return out
 
 
@@ -229,6 +229,7 @@ def test_listing_and_counting_traces_build_nothing_and_decode_no_spans(
     _requests()
     assert routetrace.flush(timeout=30)
     building = ("routetrace/core/build.py", "routetrace/middleware/capture.py",
+                "routetrace/middleware/facts.py", "routetrace/middleware/headers.py",
                 "json/decoder.py", "routetrace/core/serialize.py")
 
     def listings() -> None:

@@ -213,7 +213,7 @@ def test_memory_stays_bounded_while_the_backend_is_down(reset_tracer, tmp_path):
     for _ in range(20):
         _produce(100)
         time.sleep(0.01)
-    logger = tracer.logger
+    logger = tracer.exporter.logger
     assert len(logger.queue) <= 100
     assert logger.retry.traces <= 100 + 100  # bound plus at most one batch in hand
     stats = routetrace.get_export_stats()
@@ -260,8 +260,8 @@ def test_sync_mode_writes_on_the_calling_thread(reset_tracer):
     # written before flush is even called
     assert len(tracer.backend.search_traces()) == 2
     assert not any(t.name.startswith("routetrace-export") for t in threading.enumerate()
-                   if t.is_alive() and tracer._logger is not None
-                   and t in tracer.logger.threads)
+                   if t.is_alive() and tracer.exporter._logger is not None
+                   and t in tracer.exporter.logger.threads)
     routetrace.enable_async_logging(True)
     _produce(1)
     assert routetrace.flush()
@@ -309,7 +309,7 @@ def test_many_threads_producing_lose_nothing(reset_tracer, workers):
 def test_a_sync_write_the_backend_refuses_is_spooled_and_counted(tracer, tmp_path, monkeypatch):
     backend = FlakyStore(tmp_path / "s" / "db.sqlite", failures=1)
     _use(tracer, backend)
-    logger = tracer.logger
+    logger = tracer.exporter.logger
     ended = []
     monkeypatch.setattr(logger, "put", ended.append)  # keep the ended traces off the queue
     _produce(2)
@@ -330,7 +330,7 @@ def test_a_forked_child_starts_empty_with_free_locks_and_counts_of_its_own(trace
     _produce(1)
     assert backend.entered.wait(10)  # the parent's worker holds one trace in hand
     _produce(2)  # and two wait on the queue
-    logger = tracer.logger
+    logger = tracer.exporter.logger
     held, done = threading.Event(), threading.Event()
 
     def hold() -> None:

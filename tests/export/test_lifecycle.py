@@ -197,3 +197,73 @@ def test_a_lock_another_thread_holds_at_fork_is_free_in_the_child(module: str, n
     holder.join()
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_waits_for_a_store_call_in_progress_even_before_the_first_trace(tracer):
+    """gunicorn --preload forks after import: a store the app opened at import (a search, a
+    set_experiment) must already be quiesced around the fork, or the child inherits SQLite in
+    the middle of a call."""
+    store = tracer.backend  # opened, no trace started: no exit hook installed yet
+    inside, released = threading.Event(), threading.Event()
+
+    def long_store_call() -> None:
+        with store._sqlite_lock:
+            inside.set()
+            released.wait(1.0)  # the call in progress; the fork must wait for it to end
+            released.set()
+
+    worker = threading.Thread(target=long_store_call)
+    worker.start()
+    assert inside.wait(10)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    ended_before_fork = released.is_set()
+    worker.join()
+    os.waitpid(pid, 0)
+    assert ended_before_fork
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_hooks_registered_with_on_fork_run_around_every_fork(tmp_path):
+    from routetrace.export import lifecycle
+
+    seen: list[str] = []
+    marker = tmp_path / "child"
+    lifecycle.on_fork(before=lambda: seen.append("before"),
+                      after_in_parent=lambda: seen.append("parent"),
+                      after_in_child=lambda: marker.write_text("child"))
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    finally:
+        lifecycle._fork_hooks.pop()
+    assert seen == ["before", "parent"]
+    assert marker.read_text() == "child"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_children_forked_after_import_and_before_any_trace_do_not_repeat_ids(tmp_path):
+    store = tmp_path / "store"
+    proc = _run("""
+import os, routetrace
+children = []
+for k in range(3):
+    pid = os.fork()
+    if pid == 0:
+        with routetrace.start_span(f"c{k}"):
+            pass
+        routetrace.flush()
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+""", store)
+    assert proc.returncode == 0, proc.stderr
+    traces = LocalStore.from_uri(str(store)).search_traces(max_results=100)
+    assert sorted(t.root_span.name for t in traces) == ["c0", "c1", "c2"]
+    assert len({t.info.trace_id for t in traces}) == 3
+    assert len({t.root_span.span_id for t in traces}) == 3

@@ -67,8 +67,8 @@ def test_stuck_trace_is_aborted_within_timeout_plus_interval_and_exported_once(r
 def test_per_trace_timeout_overrides_the_global_one(tracer):
     span = tracer.start_span("short", parent=None, timeout_seconds=0.05)
     time.sleep(0.06)
-    assert tracer.watchdog.check() == 1
-    assert tracer.watchdog.check() == 0  # exactly once
+    assert tracer.exporter.watchdog.check() == 1
+    assert tracer.exporter.watchdog.check() == 0  # exactly once
     span.end()
     (trace,) = traces_of()
     assert trace.info.state == "ERROR"
@@ -79,5 +79,5 @@ def test_finished_traces_are_not_touched(reset_tracer):
     with routetrace.start_span("quick"):
         pass
     time.sleep(0.02)
-    assert tracer.watchdog.check() == 0
+    assert tracer.exporter.watchdog.check() == 0
     assert traces_of()[0].info.state == "OK"

@@ -492,7 +492,7 @@ def test_a_queued_trace_does_not_keep_the_servers_callables_alive(
     # (uvicorn: bound methods of the whole request cycle) must not wait with it, or every
     # queued trace keeps that cycle's objects alive for the garbage collector to walk.
     held: list[Any] = []
-    monkeypatch.setattr(tracer.logger, "put", held.append)
+    monkeypatch.setattr(tracer.exporter.logger, "put", held.append)
 
     class Server:
         async def receive(self) -> dict[str, Any]:

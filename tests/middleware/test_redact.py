@@ -425,7 +425,7 @@ def test_json_sent_under_another_content_type_is_scrubbed_as_json(
 
 
 def test_tables_with_equal_key_lists_share_one_header_filter() -> None:
-    from routetrace.middleware import capture
+    from routetrace.middleware import headers as capture
 
     for _ in range(20):
         mw = TracingMiddleware(echo, config={"redact_keys": ["ssn"], "capture_headers": ["*"]})

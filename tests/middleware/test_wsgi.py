@@ -229,7 +229,7 @@ def test_a_queued_trace_does_not_keep_the_servers_start_response_alive(
     # As for ASGI: the trace waits for the export worker with its exchange, and the server's
     # start_response (gunicorn: a bound method of the request's response) must not wait too.
     held: list[Any] = []
-    monkeypatch.setattr(tracer.logger, "put", held.append)
+    monkeypatch.setattr(tracer.exporter.logger, "put", held.append)
 
     def app(environ: dict, start_response: Any) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])

@@ -1,0 +1,135 @@
+"""Which request and response headers a trace keeps, decoded, with credentials replaced.
+
+Runs on the export worker for every request, so each header list is read once: a header that
+is neither captured nor used by an attribute is skipped without being decoded, and a secret
+one is replaced before its value is ever decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from routetrace.middleware.redact import REDACTED
+from routetrace.routing.scrub import KeyPolicy
+
+__all__ = ["HeaderFilter", "environ_headers", "header_filter", "scan", "text"]
+
+# The headers attributes read (``server.address``, ``user_agent.original``, the body's
+# content type), kept whether or not the route table captures them.
+_FIRST = frozenset({"host", "user-agent", "content-type"})
+
+
+class HeaderFilter(NamedTuple):
+    """The name sets one route table's header lists come down to, built once per table."""
+
+    keep: frozenset[Any] | None
+    """Names read, as ``str`` and ``bytes``; None when every header is captured."""
+    redact: Any
+    """``name in redact`` when a kept header's value must be replaced; None when no kept
+    header can need it (the usual case: one set lookup a header, nothing more)."""
+    wanted: frozenset[str] | None
+    """Names captured on the span (``keep`` also holds the ones attributes read)."""
+
+
+class _SecretNames:
+    """``name in redact`` for any header name when every header is captured: the named ones,
+    and those the key policy denies (a header is a key like any other)."""
+
+    __slots__ = ("names", "policy")
+
+    def __init__(self, names: frozenset[Any], policy: KeyPolicy) -> None:
+        self.names = names
+        self.policy = policy
+
+    def __contains__(self, name: Any) -> bool:
+        return name in self.names or self.policy.denies(text(name))
+
+
+_filters: dict[tuple[frozenset[str] | None, frozenset[str], KeyPolicy], HeaderFilter] = {}
+
+
+def header_filter(wanted: frozenset[str] | None, redact: frozenset[str],
+                  policy: KeyPolicy) -> HeaderFilter:
+    """The :class:`HeaderFilter` of a rule's ``capture_headers``, the table's
+    ``redact_headers`` and the key policy; tables with equal lists share one."""
+    found = _filters.get((wanted, redact, policy))
+    if found is None:
+        redact_any = frozenset(redact) | {n.encode("latin-1") for n in redact}
+        if wanted is None:
+            found = HeaderFilter(None, _SecretNames(redact_any, policy), None)
+        else:
+            names = set(wanted) | set(_FIRST)
+            secret = {n for n in names if n in redact or policy.denies(n)}
+            secret_any = frozenset(secret) | {n.encode("latin-1") for n in secret}
+            keep = frozenset(names) | {n.encode("latin-1") for n in names}
+            found = HeaderFilter(keep, secret_any or None, wanted)
+        _filters[(wanted, redact, policy)] = found
+    return found
+
+
+def scan(pairs: Iterable[Any], spec: HeaderFilter, first: dict[str, str], *,
+         plain: bool = False) -> dict[str, str]:
+    """The captured headers as stored (repeated names joined with ", "), decoded, with
+    credentials already replaced; ``first`` gets the first host, user-agent and content-type.
+
+    Names are matched as servers send them (lower-case, as ASGI asks) and lower-cased only
+    when they do not match as they are.
+    """
+    keep, redact, wanted = spec
+    captured: dict[str, str] = {}
+    try:
+        for pair in pairs:
+            name = pair[0]
+            if keep is None or name not in keep:
+                name = name.lower()
+                if keep is not None and name not in keep:
+                    continue
+            # The secret test comes first: a replaced value is never decoded.
+            value = REDACTED if redact is not None and name in redact else text(pair[1])
+            name = text(name).lower()
+            if name in _FIRST and name not in first:
+                first[name] = value
+            if wanted is None or name in wanted:
+                previous = captured.get(name)
+                if previous is None:
+                    captured[name] = value
+                elif not (value == REDACTED and previous == REDACTED):
+                    captured[name] = f"{previous}, {value}"
+    except (TypeError, AttributeError):
+        if plain:
+            raise
+        # Names that are neither bytes nor str: once more, with plain names.
+        first.clear()
+        return scan([(_plain_name(p[0]), p[1]) for p in pairs], spec, first, plain=True)
+    return captured
+
+
+def _plain_name(name: Any) -> bytes | str:
+    if isinstance(name, (bytes, str)):
+        return name
+    if isinstance(name, (bytearray, memoryview)):
+        return bytes(name)
+    return str(name)
+
+
+def text(value: Any) -> str:
+    """A header name or value as ``str`` (bytes are latin-1, as HTTP/1.1 defines them)."""
+    if value.__class__ is bytes:
+        return value.decode("latin-1")
+    if value.__class__ is str:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("latin-1")
+    return str(value)
+
+
+def environ_headers(environ: Any) -> list[tuple[str, str]]:
+    """A WSGI environ's request headers as ``(name, value)`` pairs, names lower-case."""
+    pairs = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            pairs.append((key[5:].replace("_", "-").lower(), value))
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            pairs.append((key.replace("_", "-").lower(), value))
+    return pairs
