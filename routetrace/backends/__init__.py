@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from routetrace.backends.base import Backend, BackendError, ExperimentInfo, UnsupportedOperation
+from routetrace.backends.http import redact_uri
 from routetrace.core.settings import DEFAULT_TRACKING_URI
 from routetrace.export import lifecycle
 
@@ -43,20 +44,6 @@ _SCHEMES = "a directory path, file:, sqlite:///, http(s)://, otlp+http(s)://"
 
 _cache: dict[tuple[str, int], Backend] = {}
 _lock = threading.Lock()
-
-
-def redact_uri(uri: str) -> str:
-    """The URI with any ``user:password@`` removed, for messages and logs."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "<unparseable uri>"
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return parts._replace(netloc=f"***@{host}").geturl()
 
 
 def backend_for_uri(uri: str | None, settings: Settings | None = None) -> Backend:

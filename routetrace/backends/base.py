@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from routetrace.core.build import TraceRecord, to_trace
 from routetrace.core.destination import Experiment
@@ -17,6 +17,8 @@ __all__ = [
     "BackendError",
     "ExperimentInfo",
     "LabelledExperiments",
+    "TraceQuery",
+    "TraceSelection",
     "UnsupportedOperation",
     "check_delete_arguments",
     "check_max_results",
@@ -61,6 +63,28 @@ class ExperimentInfo:
             "creation_time": self.creation_time,
             "lifecycle_stage": self.lifecycle_stage,
         }
+
+
+class TraceQuery(NamedTuple):
+    """A search's arguments, checked once by :meth:`Backend.search_traces`."""
+
+    experiment_ids: list[str] | None
+    filter_string: str | None
+    run_id: str | None
+    max_results: int
+    order_by: list[str] | None
+    include_spans: bool
+    offset: int
+
+
+class TraceSelection(NamedTuple):
+    """Which traces of one experiment a delete removes, checked once by
+    :meth:`Backend.delete_traces`: ``trace_ids``, or a time and/or count bound."""
+
+    experiment_id: str
+    max_timestamp_millis: int | None
+    max_traces: int | None
+    trace_ids: list[str] | None
 
 
 class Backend(abc.ABC):
@@ -108,6 +132,13 @@ class Backend(abc.ABC):
         include_spans: bool = True,
         offset: int = 0,
     ) -> list[Trace]:
+        """The one entry point of every backend's search: the arguments are checked here, so
+        each backend implements only :meth:`_search_traces`."""
+        check_max_results(max_results)
+        return self._search_traces(TraceQuery(experiment_ids, filter_string, run_id,
+                                              max_results, order_by, include_spans, offset))
+
+    def _search_traces(self, query: TraceQuery) -> list[Trace]:
         raise UnsupportedOperation(f"{self.uri} cannot be searched")
 
     def get_trace(self, trace_id: str) -> Trace | None:
@@ -121,6 +152,13 @@ class Backend(abc.ABC):
         max_traces: int | None = None,
         trace_ids: list[str] | None = None,
     ) -> int:
+        """The one entry point of every backend's delete, with MLflow's argument rules
+        checked here; each backend implements only :meth:`_delete_traces`."""
+        check_delete_arguments(max_timestamp_millis, max_traces, trace_ids)
+        return self._delete_traces(TraceSelection(experiment_id, max_timestamp_millis,
+                                                  max_traces, trace_ids))
+
+    def _delete_traces(self, selection: TraceSelection) -> int:
         raise UnsupportedOperation(f"{self.uri} does not support deleting traces")
 
     def set_trace_tag(self, trace_id: str, key: str, value: str) -> None:

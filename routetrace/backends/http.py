@@ -1,16 +1,17 @@
 """What the HTTP backends (MLflow server, OTLP collector) share: httpx, imported only when one
-is used, and the server's ``Retry-After``."""
+is used, the server's ``Retry-After``, and URIs shown without their credentials."""
 
 from __future__ import annotations
 
 import time
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["import_httpx", "retry_after_seconds"]
+__all__ = ["import_httpx", "redact_uri", "retry_after_seconds"]
 
 
 def import_httpx(extra: str) -> Any:
@@ -36,3 +37,17 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         except (TypeError, ValueError):
             return None
     return max(0.0, min(value, 300.0))
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with any ``user:password@`` removed, for messages and logs."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<unparseable uri>"
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return parts._replace(netloc=f"***@{host}").geturl()

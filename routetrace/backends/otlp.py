@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from routetrace.backends import otlp_encoding as enc
-from routetrace.backends import redact_uri
 from routetrace.backends.base import (
     Backend,
     BackendError,
     ExperimentInfo,
     LabelledExperiments,
 )
-from routetrace.backends.http import import_httpx, retry_after_seconds
+from routetrace.backends.http import import_httpx, redact_uri, retry_after_seconds
 from routetrace.core.model import Trace
 
 if TYPE_CHECKING:

@@ -252,3 +252,16 @@ def test_a_new_store_is_stamped_with_its_format_and_reopened(store):
     again = LocalStore(store.db_path)
     assert [t.info.tags["mlflow.traceName"] for t in again.search_traces()] == ["a"]
     again.close()
+
+
+def test_a_bad_filter_or_experiment_id_never_creates_the_store(tmp_path):
+    store = LocalStore.from_uri(str(tmp_path / "mlruns"))
+    with pytest.raises(ValueError):
+        store.search_traces(filter_string="trace.nonsense = 'x'")
+    with pytest.raises(ValueError):
+        store.count_traces(filter_string="trace.nonsense = 'x'")
+    with pytest.raises(ValueError, match="not an id of the local store"):
+        store.search_traces(experiment_ids=["chat"])
+    with pytest.raises(ValueError):
+        store.delete_traces(experiment_id="chat", max_traces=1)
+    assert list(tmp_path.iterdir()) == []

@@ -577,3 +577,24 @@ def test_fastapi_route_table_two_experiments_on_server(mlflow_tracking, client) 
     assert spans["compute"].span_type == "TOOL"
     assert spans["compute"].outputs == 4
     assert c.info.tags["mlflow.traceName"] == "GET /chat/{cid}"
+
+
+def test_a_forked_child_uses_its_own_connections_not_the_parent_s() -> None:
+    """gunicorn --preload: the parent's pooled client and locks stay with the parent."""
+    import os
+
+    backend = MlflowServerBackend("http://127.0.0.1:9", load_settings({}))
+    parent_client = backend._http()
+    assert backend._http() is parent_client
+    pid = os.fork()
+    if pid == 0:  # the child: report by exit code, never return into pytest
+        ok = False
+        try:
+            child_client = backend._http()
+            ok = child_client is not parent_client and backend._http() is child_client
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert backend._http() is parent_client
+    backend.close()

@@ -1,0 +1,177 @@
+"""Writing the local store: TraceRecords into rows, merging, deleting.
+
+The export worker hands over each trace built once (a
+:class:`~routetrace.core.build.TraceRecord`) and it is stored in its final form: one row of
+``traces`` with the columns searches and listings read, plus a row per tag and metadata entry.
+The spans are one JSON text per trace (a list of arrays, inputs and outputs kept as the JSON
+text they were recorded as), encoded once on the way in. Every batch is one
+``BEGIN IMMEDIATE`` transaction; trace ids are primary keys, so writing a trace twice is
+harmless, and two halves of one distributed trace are merged span by span.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from routetrace.backends.base import TraceSelection
+from routetrace.backends.local.read import CHUNK, load
+from routetrace.backends.local.schema import INSERT_TRACE
+from routetrace.core.build import (
+    NAME_TAG,
+    SCHEMA_KEY,
+    SCHEMA_VERSION,
+    SpanRecord,
+    TraceRecord,
+    to_trace,
+)
+from routetrace.core.model import Trace, TraceData, TraceInfo, parse_trace_id
+
+__all__ = ["delete", "store_records"]
+
+
+def store_records(conn: sqlite3.Connection, exp_id: int,
+                  records: list[TraceRecord] | list[Trace]) -> None:
+    """Store traces of one experiment, built by the export worker or read back (a spool, a
+    push), in one transaction."""
+    by_id: dict[str, TraceRecord] = {}
+    for item in records:
+        record = item if item.__class__ is TraceRecord else _record_of(item)  # type: ignore[arg-type]
+        tid = record.trace_id  # type: ignore[union-attr]
+        if tid in by_id:
+            record = _record_of(_merge(to_trace(by_id[tid]), to_trace(record)))  # type: ignore[arg-type]
+        by_id[tid] = record  # type: ignore[assignment]
+    rows = _rows(exp_id, by_id.values())
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _write(conn, exp_id, by_id, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _write(conn: sqlite3.Connection, exp_id: int, by_id: dict[str, TraceRecord],
+           rows: tuple[list, list, list]) -> None:
+    before = conn.total_changes
+    conn.executemany(INSERT_TRACE + " ON CONFLICT (trace_id) DO NOTHING", rows[0])
+    if conn.total_changes - before < len(rows[0]):
+        # Rare: some trace ids are stored already (a replay, or the other half of a
+        # distributed trace). Merge those span by span and rewrite them.
+        for tid in by_id:
+            existing = load(conn, tid)
+            if existing is None:
+                continue
+            merged = _merge(existing, to_trace(by_id[tid]))
+            if merged.data.spans != existing.data.spans or merged.info != existing.info:
+                conn.execute("DELETE FROM traces WHERE trace_id = ?", (tid,))
+                conn.executemany(INSERT_TRACE, _rows(exp_id, [_record_of(merged)])[0])
+    if rows[1]:
+        conn.executemany("INSERT OR REPLACE INTO trace_tags VALUES (?, ?, ?)", rows[1])
+    if rows[2]:
+        conn.executemany("INSERT OR REPLACE INTO trace_metadata VALUES (?, ?, ?)", rows[2])
+
+
+def delete(connect: Callable[[], sqlite3.Connection], selection: TraceSelection) -> int:
+    """Delete the selected traces with their tags and metadata; how many there were.
+    ``connect`` is called once the experiment id is known to be good."""
+    exp = int(selection.experiment_id)
+    conn = connect()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if selection.trace_ids is not None:
+            ids = [parse_trace_id(t) for t in selection.trace_ids]
+            marks = ",".join("?" * len(ids)) or "NULL"
+            victims = [
+                r[0] for r in conn.execute(
+                    f"SELECT trace_id FROM traces WHERE experiment_id = ? "
+                    f"AND trace_id IN ({marks})", [exp, *ids],
+                )
+            ]
+        else:
+            sql = "SELECT trace_id FROM traces WHERE experiment_id = ?"
+            params: list[Any] = [exp]
+            if selection.max_timestamp_millis is not None:
+                sql += " AND request_time <= ?"
+                params.append(int(selection.max_timestamp_millis))
+            sql += " ORDER BY request_time ASC"
+            if selection.max_traces is not None:
+                sql += " LIMIT ?"
+                params.append(selection.max_traces)
+            victims = [r[0] for r in conn.execute(sql, params)]
+        for start in range(0, len(victims), CHUNK):
+            chunk = victims[start : start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for table in ("traces", "trace_tags", "trace_metadata"):
+                conn.execute(f"DELETE FROM {table} WHERE trace_id IN ({marks})", chunk)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(victims)
+
+
+def _merge(old: Trace, new: Trace) -> Trace:
+    """Two parts of one trace id (a continued distributed trace, or a replay): union of spans."""
+    spans = {s.span_id: s for s in old.data.spans}
+    for span in new.data.spans:
+        spans.setdefault(span.span_id, span)
+    merged_spans = sorted(spans.values(), key=lambda s: s.start_time_ns)
+    start = min(s.start_time_ns for s in merged_spans)
+    ends = [s.end_time_ns for s in merged_spans if s.end_time_ns is not None]
+    info = TraceInfo.from_dict(old.info.to_dict())
+    info.request_time = start // 1_000_000
+    if ends:
+        info.execution_duration = (max(ends) - start) // 1_000_000
+    if "ERROR" in (str(old.info.state), str(new.info.state)):
+        info.state = "ERROR"
+    info.tags = {**new.info.tags, **old.info.tags}
+    info.trace_metadata = {**new.info.trace_metadata, **old.info.trace_metadata}
+    return Trace(info, TraceData(merged_spans))
+
+
+# One shared encoder: json.dumps(**kw) builds one per call. ASCII-safe text in, as the
+# worker's build cleans every string; ``default`` only for values a processor set oddly.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str,
+                           check_circular=False).encode
+
+
+def _rows(exp_id: int, records: Iterable[TraceRecord]) -> tuple[list, list, list]:
+    """The rows of ``traces``, ``trace_tags`` and ``trace_metadata`` for ``records``: one
+    JSON encode a trace (its spans)."""
+    trace_rows = []
+    tag_rows = []
+    meta_rows = []
+    for (tid, _, name, request_time, duration, state, request_preview, response_preview,
+         run_id, tags, metadata, spans) in records:
+        trace_rows.append((tid, exp_id, name, request_time, duration, state, request_preview,
+                           response_preview, run_id, len(spans), _encode(spans)))
+        if tags:
+            tag_rows.extend((tid, k, v) for k, v in tags.items())
+        if metadata:
+            meta_rows.extend((tid, k, v) for k, v in metadata.items())
+    return trace_rows, tag_rows, meta_rows
+
+
+def _record_of(trace: Trace) -> TraceRecord:
+    """A trace read back or replayed from a spool, as the worker would have built it."""
+    info = trace.info
+    tags = dict(info.tags)
+    name = tags.pop(NAME_TAG, None)
+    metadata = {k: v for k, v in info.trace_metadata.items()
+                if not (k == SCHEMA_KEY and v == SCHEMA_VERSION)}
+    spans = []
+    for s in trace.data.spans:
+        inputs, outputs = s.io_json()
+        spans.append(SpanRecord(
+            s.span_id, s.parent_id, s.name, s.span_type, s.start_time_ns, s.end_time_ns,
+            str(s.status.status_code), s.status.description, inputs, outputs, s.attributes,
+            [(e.name, e.timestamp, e.attributes) for e in s.events] or None,
+        ))
+    return TraceRecord(
+        info.trace_id, info.experiment_name, name, info.request_time,  # type: ignore[arg-type]
+        info.execution_duration, str(info.state), info.request_preview,  # type: ignore[arg-type]
+        info.response_preview, metadata.get("mlflow.sourceRun"), tags, metadata, spans,
+    )
