@@ -42,7 +42,7 @@ def main() -> dict[str, Any]:
     from routetrace.core import tracer as tracer_mod
     from routetrace.core.build import record_trace
     from routetrace.core.destination import Experiment
-    from routetrace.export.batch_logger import write_now
+    from routetrace.export.groups import write_now
 
     tracer = tracer_mod.reset()
     results: dict[str, Any] = {"python": sys.version.split()[0], "n": args.n}

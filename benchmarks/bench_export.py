@@ -52,7 +52,7 @@ def throughput(n: int = 50_000) -> dict[str, Any]:
     _requests(app, 100)
     assert routetrace.flush(60)
     logger = get_tracer().exporter.logger
-    with logger._lock:  # workers wait at their queue lock; the request path takes none
+    with logger.queue.lock:  # workers wait at their queue lock; the request path takes none
         _requests(app, n)
     started = time.perf_counter()
     assert routetrace.flush(300)
@@ -79,9 +79,9 @@ def shutdown(n: int | None = None) -> dict[str, Any]:
     app = _app()
     _requests(app, 100)
     assert routetrace.flush(60)
-    with tracer.exporter.logger._lock:
+    with tracer.exporter.logger.queue.lock:
         _requests(app, n)
-    queued = len(tracer.exporter.logger._queue)
+    queued = len(tracer.exporter.logger.queue)
     started = time.perf_counter()
     lifecycle.shutdown(reason="benchmark")
     seconds = time.perf_counter() - started

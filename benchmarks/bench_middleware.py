@@ -119,10 +119,10 @@ def run_routetrace(n: int, repeat: int) -> dict[str, Any]:
     flush = lambda: routetrace.flush(timeout=600)  # noqa: E731
     result = _time(app, n, repeat, after=flush)
     # The same loop with the export worker held at its queue lock (``put`` takes no lock, the
-    # worker's ``_take`` does): the request path alone, export done between timed slices.
+    # worker's ``take`` does): the request path alone, export done between timed slices.
     from routetrace.core.tracer import get_tracer
 
-    held = _time(app, n, repeat, after=flush, hold=lambda: get_tracer().exporter.logger._lock)
+    held = _time(app, n, repeat, after=flush, hold=lambda: get_tracer().exporter.logger.queue.lock)
     result["held_best"], result["held_median"] = held["best"], held["median"]
     stats = routetrace.get_export_stats()
     result["traces_written"] = stats.get("written", 0)

@@ -47,7 +47,7 @@ def main() -> None:
     if config == "routetrace":
         from routetrace.backends.local import LocalStore
         from routetrace.core.tracer import get_tracer
-        from routetrace.export import batch_logger
+        from routetrace.export import worker
 
         if args.mode == "hold":
             get_tracer().exporter.logger.put = lambda trace: trace.release()  # type: ignore[method-assign]
@@ -56,7 +56,7 @@ def main() -> None:
                 for trace in batch:
                     trace.release()
 
-            batch_logger.BatchLogger._process = process  # type: ignore[method-assign]
+            worker.Workers.process = process  # type: ignore[method-assign]
         else:
             write = LocalStore.write_traces
 

@@ -6,6 +6,9 @@ add failures or a gate in front of it.
 
 from __future__ import annotations
 
+import os
+import select
+import signal
 import threading
 import time
 
@@ -211,8 +214,8 @@ def test_memory_stays_bounded_while_the_backend_is_down(reset_tracer, tmp_path):
         _produce(100)
         time.sleep(0.01)
     logger = tracer.exporter.logger
-    assert len(logger._queue) <= 100
-    assert logger._pending_traces <= 100 + 100  # bound plus at most one batch in hand
+    assert len(logger.queue) <= 100
+    assert logger.retry.traces <= 100 + 100  # bound plus at most one batch in hand
     stats = routetrace.get_export_stats()
     assert stats["dropped"] + stats["spooled"] + stats["pending"] + stats["written"] == 2000
 
@@ -258,7 +261,7 @@ def test_sync_mode_writes_on_the_calling_thread(reset_tracer):
     assert len(tracer.backend.search_traces()) == 2
     assert not any(t.name.startswith("routetrace-export") for t in threading.enumerate()
                    if t.is_alive() and tracer.exporter._logger is not None
-                   and t in tracer.exporter.logger._threads)
+                   and t in tracer.exporter.logger.threads)
     routetrace.enable_async_logging(True)
     _produce(1)
     assert routetrace.flush()
@@ -301,3 +304,66 @@ def test_many_threads_producing_lose_nothing(reset_tracer, workers):
     assert tracer.backend.count_traces() == 2000
     stats = routetrace.get_export_stats()
     assert stats["written"] == 2000 and stats["queued"] == 2000 and stats["dropped"] == 0
+
+
+def test_a_sync_write_the_backend_refuses_is_spooled_and_counted(tracer, tmp_path, monkeypatch):
+    backend = FlakyStore(tmp_path / "s" / "db.sqlite", failures=1)
+    _use(tracer, backend)
+    logger = tracer.exporter.logger
+    ended = []
+    monkeypatch.setattr(logger, "put", ended.append)  # keep the ended traces off the queue
+    _produce(2)
+    for trace in ended:
+        logger.write_sync(trace)
+    assert backend.attempts == 2
+    assert len(_ids(backend)) == 1
+    assert len(spool.spooled_files(backend.spool_dir)) == 1
+    counts = logger.counts()
+    assert (counts["queued"], counts["written"], counts["spooled"], counts["pending"]) == (
+        2, 1, 1, 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_starts_empty_with_free_locks_and_counts_of_its_own(tracer, tmp_path):
+    backend = GatedStore(tmp_path / "s" / "db.sqlite")
+    _use(tracer, backend)
+    _produce(1)
+    assert backend.entered.wait(10)  # the parent's worker holds one trace in hand
+    _produce(2)  # and two wait on the queue
+    logger = tracer.exporter.logger
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with logger.queue.lock:
+            held.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one thread, and a copy of a lock nobody will release
+        try:
+            logger.after_fork_in_child()
+            counts = logger.counts()
+            state = (counts["queued"], counts["pending"], len(logger.queue), logger.threads,
+                     logger.closed)
+            os.write(write, repr(state).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    done.set()
+    holder.join()
+    try:
+        ready, _, _ = select.select([read], [], [], 10)
+        answer = os.read(read, 1000).decode() if ready else "no answer: the child hangs"
+    finally:
+        os.close(read)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert answer == repr((0, 0, 0, [], False))
+    backend.gate.set()
+    assert routetrace.flush(timeout=10)
+    assert logger.counts()["written"] == 3  # the parent still writes its own
