@@ -23,8 +23,11 @@ def checkout(tmp_path: Path) -> Path:
 
 
 def plan(checkout: Path, target: str) -> str:
-    proc = subprocess.run(["make", "-n", target], cwd=checkout, capture_output=True, text=True,
-                          timeout=60)
+    # Under `make test` the suite runs inside make: without its variables the nested make
+    # neither prints "Entering directory" lines nor inherits the outer make's flags.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    proc = subprocess.run(["make", "--no-print-directory", "-n", target], cwd=checkout,
+                          capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
