@@ -58,15 +58,8 @@ def throughput(n: int = 50_000) -> dict[str, Any]:
     assert routetrace.flush(300)
     seconds = time.perf_counter() - started
     stats = routetrace.get_export_stats()
-    # Anything a store left for its first read (nothing, now) is timed here.
-    store = get_tracer().backend
-    to_build = int(store.stats().get("traces_to_build", 0))
-    started = time.perf_counter()
-    routetrace.search_traces(max_results=1, return_type="list")
-    build_s = time.perf_counter() - started
     return {"traces": n, "seconds": seconds, "traces_per_s": n / seconds,
-            "written": stats["written"] - 100, "dropped": stats["dropped"],
-            "built_on_read": to_build, "build_per_s": to_build / build_s if to_build else None}
+            "written": stats["written"] - 100, "dropped": stats["dropped"]}
 
 
 def shutdown(n: int | None = None) -> dict[str, Any]:

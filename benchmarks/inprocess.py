@@ -104,10 +104,6 @@ def run(config: str, n: int, workdir: Path, warm: int = 1000) -> dict[str, Any]:
            "total_us": (cpu3 - cpu0) / n * 1e6,
            "wall_us": (wall3 - wall0) / n * 1e6,
            "loop_cpu_us": (cpu1 - cpu0) / n * 1e6, "kept": kept}
-    if config == "routetrace":
-        from routetrace.core.tracer import get_tracer
-
-        out["left_to_build"] = int(get_tracer().backend.stats().get("traces_to_build", 0))
     return out
 
 

@@ -202,9 +202,6 @@ def tables(r: dict[str, Any]) -> dict[str, str]:
             t = exp["throughput"]
             rows.append(f"| local store, request traces: export (build + write) | "
                         f"{t['traces_per_s']:,.0f} traces/s ({t['written']:,} written) |")
-            if t.get("build_per_s"):
-                rows.append(f"| … left for the first read to build | "
-                            f"{t['build_per_s']:,.0f} traces/s ({t['built_on_read']:,}) |")
         if "shutdown" in exp:
             s = exp["shutdown"]
             rows.append(f"| flush of a full queue ({s['queued']:,} traces) at shutdown | "
