@@ -229,7 +229,7 @@ def wait_for_own_traces() -> None:
 def running_trace(trace_id: str) -> LiveTrace | None:
     """The trace with this id while it runs in this process, else None."""
     wanted = int(parse_trace_id(trace_id)[3:], 16)
-    for live in list(get_tracer().live.values()):
+    for live in list(get_tracer().live):
         if live.trace_id == wanted and not live.finished:
             return live
     return None

@@ -131,7 +131,7 @@ class Tracer:
             int(settings.trace_timeout_seconds * 1e9) if settings.trace_timeout_seconds else None
         )
         self._backend: Sink | None = None
-        self.live: dict[int, LiveTrace] = {}
+        self.live: set[LiveTrace] = set()
         self.exporter = _wired().exporter_factory(self)
         self._warned_nonroot_destination = False
         self._lock = threading.Lock()
@@ -269,7 +269,7 @@ class Tracer:
             trace.remote_parent_span_id = remote_parent[1]
         span = LiveSpan(trace, _ids.getrandbits(64) or 1, None, name, span_type, start)
         trace.root = span
-        self.live[id(trace)] = trace
+        self.live.add(trace)
         if timeout_ns:
             self.exporter.watch()
         return span
@@ -289,7 +289,7 @@ class Tracer:
         except Exception:
             log.exception("routetrace: could not hand off trace %032x", trace.trace_id)
         finally:
-            self.live.pop(id(trace), None)
+            self.live.discard(trace)
 
     def write_sync(self, trace: LiveTrace) -> None:
         self.exporter.write_sync(trace)
@@ -303,7 +303,7 @@ class Tracer:
 
     def abort_open_traces(self, reason: str) -> int:
         count = 0
-        for trace in list(self.live.values()):
+        for trace in list(self.live):
             if trace.abort(reason, f"trace still open at process {reason}; ended by routetrace"):
                 count += 1
         return count

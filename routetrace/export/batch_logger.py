@@ -37,7 +37,8 @@ BATCH_SIZE = 500
 
 class BatchLogger:
     # The request path calls the queue's ``put`` directly (bound in ``_assemble``): it runs
-    # once per request, and a forwarding method here would add a call to each.
+    # once per request, and a forwarding method here would add a call to each. Once the
+    # workers are closed, ``put`` is ``_put_closed`` instead: nothing would take the trace.
     put: Callable[[LiveTrace], bool]
 
     def __init__(
@@ -88,6 +89,12 @@ class BatchLogger:
     @property
     def closed(self) -> bool:
         return self._workers.closed
+
+    def _put_closed(self, trace: LiveTrace) -> bool:
+        """``put`` after the workers closed (a trace that ends after the exit flush): written
+        now, on the calling thread."""
+        self.write_sync(trace)
+        return True
 
     @property
     def threads(self) -> list[threading.Thread]:
@@ -163,6 +170,7 @@ class BatchLogger:
             self._spooler.spool(group, reason)
         if final:
             workers.closed = True
+            self.put = self._put_closed
         else:
             workers.closing = False
         self.hurry()
@@ -184,6 +192,7 @@ class BatchLogger:
 
     def stop_workers(self, timeout: float = 5.0) -> None:
         """Stop the worker threads (after ``shutdown``, or when a tracer is replaced)."""
+        self.put = self._put_closed
         self._workers.stop(timeout)
 
     def counts(self) -> dict[str, Any]:

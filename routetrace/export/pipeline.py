@@ -55,18 +55,15 @@ class Pipeline:
                 if self._watchdog is None:
                     live = self.tracer.live
                     self._watchdog = Watchdog(self.settings.timeout_check_interval_seconds,
-                                              lambda: list(live.values()))
+                                              lambda: list(live))
         return self._watchdog
 
     def activate(self) -> None:
         lifecycle.install(self.settings.install_signal_handlers)
 
     def put(self, trace: LiveTrace) -> bool:
-        logger = self._logger or self.logger
-        if logger.closed:  # a trace that ends after the exit flush: nothing would take it
-            logger.write_sync(trace)
-            return True
-        return logger.put(trace)
+        # The logger's ``put`` also takes a trace that ends after the exit flush.
+        return (self._logger or self.logger).put(trace)
 
     def write_sync(self, trace: LiveTrace) -> None:
         self.logger.write_sync(trace)

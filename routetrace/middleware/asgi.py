@@ -250,7 +250,9 @@ class _ASGIExchange(Exchange):
                     span.set_status("ERROR", "the app sent no response")
             elif code >= 500 and span._status != "ERROR":
                 span.set_status("ERROR", f"HTTP {code}")
-            span.end(end_time_ns=self._end_ns)  # the root span: the trace hands itself off
+            # Straight to the one place a span ends (what ``span.end()`` does without its
+            # optional arguments): the root span ending hands the trace off.
+            span.trace.end_span(span, self._end_ns or time.time_ns())
         except Exception:
             report("ending the request span")
 

@@ -42,14 +42,14 @@ def _facts(span: LiveSpan) -> tuple:
 def test_start_root_is_start_span_without_a_parent(tracer: Tracer, kw: dict) -> None:
     a, b = _both(tracer, **kw)
     assert _facts(a) == _facts(b)
-    assert id(a.trace) in tracer.live and id(b.trace) in tracer.live
+    assert a.trace in tracer.live and b.trace in tracer.live
     if "remote_parent" in kw:
         assert a.trace.trace_id == b.trace.trace_id == 0xABC
     else:
         assert a.trace.trace_id != b.trace.trace_id
     a.end()
     b.end()
-    assert tracer.live == {}
+    assert tracer.live == set()
 
 
 def test_start_root_takes_the_rule_experiment_and_else_the_context(tracer: Tracer) -> None:

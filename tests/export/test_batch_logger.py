@@ -285,6 +285,15 @@ def test_shutdown_spools_what_the_grace_period_could_not_write(reset_tracer, tmp
     assert open_one.root_span.events[0].name == "exit"
 
 
+def test_a_trace_that_ends_after_shutdown_is_written_at_once(tracer):
+    _produce(1)
+    assert tracer.shutdown() is True
+    after = _produce(1, prefix="after the exit flush")  # no worker takes it from the queue
+    assert tracer.exporter.logger.queue.busy() is False
+    assert after[0] in _ids(tracer.backend)
+    assert tracer.exporter.logger.counts()["written"] == 2
+
+
 @pytest.mark.parametrize("workers", ["1", "4"])
 def test_many_threads_producing_lose_nothing(reset_tracer, workers):
     tracer = reset_tracer(MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS=workers,

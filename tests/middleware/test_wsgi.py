@@ -330,4 +330,4 @@ def test_failure_after_the_span_started_leaves_nothing_open(monkeypatch: Any) ->
     assert b"".join(body) == b"fine"
     assert "x-trace-id" not in headers
     assert guard.counts["starting the request span"] == before + 1
-    assert get_tracer().live == {}
+    assert get_tracer().live == set()
