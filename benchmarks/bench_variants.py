@@ -1,4 +1,4 @@
-"""The request path built up layer by layer, GET through Starlette, export held.
+"""The request path built up layer by layer, GET through Starlette, export held; then POST.
 
     .venv/bin/python -m benchmarks.bench_variants
 
@@ -18,6 +18,10 @@ Each variant wraps the same Starlette hello-world; each row adds one thing to th
 - ``routetrace``: ``TracingMiddleware`` itself (its hand-off replaced by a release): the
   difference to ``+exchange`` is routetrace's glue (rules, ``traceparent``, sampling,
   destination, status rules, the live registry, the queue's accounting).
+
+Then ``POST /chat/{session}`` echoing its JSON body (the benchmark app's, with the route
+table of ``benchmarks/peers.py``: the rule names an experiment, set as the context's
+destination), ``bare POST`` and ``routetrace POST``: the ``receive`` wrapper at work.
 
 Best and median µs per request of 9 interleaved rounds of 5 000 requests.
 """
@@ -39,6 +43,11 @@ SCOPE = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "met
          "scheme": "http", "path": "/hello", "raw_path": b"/hello", "query_string": b"",
          "root_path": "", "headers": [(b"host", b"x"), (b"user-agent", b"bench")],
          "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+BODY = b'{"messages": [{"role": "user", "content": "hello there"}], "n": 3}'
+POST_SCOPE = {**SCOPE, "method": "POST", "path": "/chat/1", "raw_path": b"/chat/1",
+              "headers": [(b"host", b"x"), (b"user-agent", b"bench"),
+                          (b"content-type", b"application/json"),
+                          (b"content-length", b"%d" % len(BODY))]}
 ROUNDS = 9
 
 
@@ -49,7 +58,7 @@ def main() -> None:
     from opentelemetry.context import Context
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
-    from starlette.responses import PlainTextResponse
+    from starlette.responses import JSONResponse, PlainTextResponse
     from starlette.routing import Route
 
     from routetrace.core.tracer import get_tracer
@@ -67,6 +76,9 @@ def main() -> None:
 
     async def hello(request: Any) -> PlainTextResponse:
         return PlainTextResponse("hi")
+
+    async def chat(request: Any) -> JSONResponse:
+        return JSONResponse(await request.json())
 
     class Pass:
         def __init__(self, app: Any) -> None:
@@ -135,36 +147,46 @@ def main() -> None:
         return Layered
 
     def make(middleware: Any = None, **kwargs: Any) -> Any:
-        return Starlette(routes=[Route("/hello", hello)],
+        return Starlette(routes=[Route("/hello", hello),
+                                 Route("/chat/{session}", chat, methods=["POST"])],
                          middleware=[Middleware(middleware, **kwargs)] if middleware else [])
 
     layers = ["minimal", "+receive", "+root span", "+otel context", "+trace id header",
               "+exchange"]
     apps = {"bare": make(), "pass": make(Pass), "wrap": make(Wrap),
             **{name: make(layered(i)) for i, name in enumerate(layers)},
-            "routetrace": make(TracingMiddleware, config={"routes": []})}
+            "routetrace": make(TracingMiddleware, config={"routes": []}),
+            "bare POST": make(),
+            "routetrace POST": make(TracingMiddleware, config={
+                "experiment": "bench",
+                "routes": [{"path": "/chat/{session}", "experiment": "chat"}]})}
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
+    async def receive_post() -> dict[str, Any]:
+        return {"type": "http.request", "body": BODY, "more_body": False}
+
     async def send(message: Any) -> None:
         return None
 
-    async def loop(app: Any, n: int) -> None:
+    async def loop(app: Any, n: int, post: bool) -> None:
+        scope, recv = (POST_SCOPE, receive_post) if post else (SCOPE, receive)
         for _ in range(n):
-            await app(dict(SCOPE), receive, send)
+            await app(dict(scope), recv, send)
 
     async def run() -> None:
         results: dict[str, list[float]] = {name: [] for name in apps}
         for _ in range(ROUNDS):
             for name, app in apps.items():
-                await loop(app, 500)
+                post = name.endswith("POST")
+                await loop(app, 500, post)
                 started = time.perf_counter()
-                await loop(app, 5000)
+                await loop(app, 5000, post)
                 results[name].append((time.perf_counter() - started) / 5000 * 1e6)
-        bare = min(results["bare"])
-        previous = bare
         for name, values in results.items():
+            if name in ("bare", "bare POST"):
+                bare = previous = min(values)
             best = min(values)
             print(f"{name:17s} best {best:6.2f}  median {sorted(values)[ROUNDS // 2]:6.2f}  "
                   f"({best - bare:+6.2f} over bare, {best - previous:+5.2f} over the row above)")

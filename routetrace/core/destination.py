@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextvars
 from dataclasses import dataclass
 
-__all__ = ["Experiment", "get_context_destination"]
+__all__ = ["Experiment", "context_destination", "get_context_destination"]
 
 
 @dataclass(frozen=True)
@@ -46,19 +46,21 @@ class Experiment:
 
 DEFAULT_EXPERIMENT = Experiment(name="Default")
 
-_context_destination: contextvars.ContextVar[Experiment | None] = contextvars.ContextVar(
+# Public, as ``otel_bridge.current_request`` is: the ASGI middleware sets and resets it itself
+# for every request whose rule names an experiment, one call each way instead of two.
+context_destination: contextvars.ContextVar[Experiment | None] = contextvars.ContextVar(
     "routetrace_destination", default=None
 )
 
 
 def get_context_destination() -> Experiment | None:
-    return _context_destination.get()
+    return context_destination.get()
 
 
 def set_context_destination(destination: Experiment | None) -> contextvars.Token:
     """Set the context-local destination and return the token to reset it (middleware use)."""
-    return _context_destination.set(destination)
+    return context_destination.set(destination)
 
 
 def reset_context_destination(token: contextvars.Token) -> None:
-    _context_destination.reset(token)
+    context_destination.reset(token)

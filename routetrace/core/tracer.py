@@ -25,7 +25,7 @@ from routetrace.core import otel_bridge
 from routetrace.core.destination import (
     DEFAULT_EXPERIMENT,
     Experiment,
-    _context_destination,
+    context_destination,
 )
 from routetrace.core.live_trace import LiveTrace
 from routetrace.core.model import format_trace_id
@@ -177,7 +177,7 @@ class Tracer:
     ) -> Experiment:
         return (
             trace_destination
-            or _context_destination.get()
+            or context_destination.get()
             or self.global_destination
             or route_default
             or self.table_default

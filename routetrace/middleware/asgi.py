@@ -25,7 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
 from routetrace.core import tracer as tracer_mod
-from routetrace.core.destination import reset_context_destination, set_context_destination
+from routetrace.core.destination import context_destination
 from routetrace.core.otel_bridge import current_request
 from routetrace.core.span import NO_OP_SPAN, LiveSpan
 from routetrace.middleware.capture import Exchange, parse_traceparent
@@ -138,7 +138,7 @@ class TracingMiddleware:
                 remote = _outer_parent(outer.get(self._span_key))
             experiment = rule.experiment
             if experiment is not None:
-                dest_token = set_context_destination(experiment)
+                dest_token = context_destination.set(experiment)
             span = tracer.start_root(method, rule.span_type, experiment,
                                      self._default_experiment, rule.timeout_seconds, remote)
             if span is NO_OP_SPAN:
@@ -183,7 +183,7 @@ class TracingMiddleware:
                     otel_context.detach(ctx_token)
                 current_request.reset(request_token)
                 if dest_token is not None:
-                    reset_context_destination(dest_token)
+                    context_destination.reset(dest_token)
             except Exception:
                 report("restoring the context")
             if not ex.ended:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import routetrace
-from routetrace.core.destination import Experiment, _context_destination
+from routetrace.core.destination import Experiment, context_destination
 from routetrace.core.span import NO_OP_SPAN, LiveSpan
 from routetrace.core.tracer import Tracer
 
@@ -53,14 +53,14 @@ def test_start_root_is_start_span_without_a_parent(tracer: Tracer, kw: dict) -> 
 
 
 def test_start_root_takes_the_rule_experiment_and_else_the_context(tracer: Tracer) -> None:
-    token = _context_destination.set(RULE)
+    token = context_destination.set(RULE)
     try:
         a, b = _both(tracer, route_default=ROUTE, destination=RULE)
         assert a.trace.destination == b.trace.destination == RULE
         c = tracer.start_root("GET", "CHAIN", None, ROUTE, None, None)
         assert c.trace.destination == RULE  # the context's, as start_span would
     finally:
-        _context_destination.reset(token)
+        context_destination.reset(token)
     for span in (a, b, c):
         span.end()
 
