@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
+from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from routetrace.backends.base import TraceSelection
 from routetrace.backends.local.read import CHUNK, load
-from routetrace.backends.local.schema import INSERT_TRACE
+from routetrace.backends.local.schema import INSERT_TRACE, INSERT_TRACE_HEAD
 from routetrace.core.build import (
     NAME_TAG,
     SCHEMA_KEY,
@@ -56,7 +58,7 @@ def store_records(conn: sqlite3.Connection, exp_id: int,
 def _write(conn: sqlite3.Connection, exp_id: int, by_id: dict[str, TraceRecord],
            rows: tuple[list, list, list]) -> None:
     before = conn.total_changes
-    conn.executemany(INSERT_TRACE + " ON CONFLICT (trace_id) DO NOTHING", rows[0])
+    _insert(conn, INSERT_TRACE_HEAD, rows[0], " ON CONFLICT (trace_id) DO NOTHING")
     if conn.total_changes - before < len(rows[0]):
         # Rare: some trace ids are stored already (a replay, or the other half of a
         # distributed trace). Merge those span by span and rewrite them.
@@ -69,9 +71,46 @@ def _write(conn: sqlite3.Connection, exp_id: int, by_id: dict[str, TraceRecord],
                 conn.execute("DELETE FROM traces WHERE trace_id = ?", (tid,))
                 conn.executemany(INSERT_TRACE, _rows(exp_id, [_record_of(merged)])[0])
     if rows[1]:
-        conn.executemany("INSERT OR REPLACE INTO trace_tags VALUES (?, ?, ?)", rows[1])
+        _insert(conn, "INSERT OR REPLACE INTO trace_tags", rows[1])
     if rows[2]:
-        conn.executemany("INSERT OR REPLACE INTO trace_metadata VALUES (?, ?, ?)", rows[2])
+        _insert(conn, "INSERT OR REPLACE INTO trace_metadata", rows[2])
+
+
+# Rows per INSERT statement: a power of two, so a batch needs at most a handful of statement
+# shapes, all kept in the connection's statement cache.
+_MAX_ROWS_PER_STATEMENT = 256
+
+
+def _insert(conn: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") -> None:
+    """Insert ``rows`` with as few statements as the parameter limit allows.
+
+    ``executemany`` steps SQLite once per row, and each step lets go of the GIL: with the
+    event loop busy, the export thread then waits for the GIL again after every row, falls
+    behind and lets its queue grow. One multi-row statement steps once.
+    """
+    width = len(rows[0])
+    limit = _rows_per_statement(conn, width)
+    done, total = 0, len(rows)
+    while done < total:
+        size = min(limit, 1 << ((total - done).bit_length() - 1))
+        conn.execute(_statement(head, width, size, tail),
+                     list(chain.from_iterable(rows[done : done + size])))
+        done += size
+
+
+def _rows_per_statement(conn: sqlite3.Connection, width: int) -> int:
+    getlimit = getattr(conn, "getlimit", None)  # Python 3.11+
+    variables = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit else 999
+    rows = _MAX_ROWS_PER_STATEMENT
+    while rows > 1 and rows * width > variables:
+        rows //= 2
+    return rows
+
+
+@lru_cache(maxsize=64)
+def _statement(head: str, width: int, rows: int, tail: str) -> str:
+    one = "(" + ", ".join("?" * width) + ")"
+    return f"{head} VALUES {', '.join([one] * rows)}{tail}"
 
 
 def delete(connect: Callable[[], sqlite3.Connection], selection: TraceSelection) -> int:
