@@ -107,14 +107,20 @@ def record_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trac
     root = live.root
     assert root is not None  # a LiveTrace is created with its root
     spans = live.spans
+    # An attribute dict a deferred hook built of clean plain values (the middleware's, on the
+    # root span): taken as it is unless a processor may have changed it.
+    trusted = None
     for span in spans:
         deferred = span._deferred
         if deferred is not None:
             span._deferred = None
             try:
-                deferred(span)
+                built = deferred(span)
             except Exception:
                 log.warning("routetrace: building span %r failed", span.name, exc_info=True)
+            else:
+                if built is not None and not processors:
+                    trusted = built
     if processors:
         for span in spans:
             run_processors(processors, span)
@@ -124,7 +130,9 @@ def record_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trac
     records = []
     for span in spans:
         end = span.end_time_ns
-        attributes = _attributes(span)
+        attributes = span._attributes
+        if attributes is None or attributes is not trusted:
+            attributes = _attributes(span)
         if end is None:
             # Still open when the root ended (e.g. an unconsumed generator): close it there.
             end = max(root_end, span.start_time_ns)

@@ -820,11 +820,11 @@ def test_websocket_session_is_one_trace() -> None:
 # -- never break the app --------------------------------------------------------------------
 def test_failing_deferred_builder_does_not_touch_the_response(hello_app: Any,
                                                              monkeypatch: Any) -> None:
-    def broken(self: Exchange) -> None:
+    def broken(self: Exchange, span: Any) -> None:
         raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "nope")
 
-    # ``facts`` is the deferred capture's first step when the worker builds the trace.
-    monkeypatch.setattr(Exchange, "facts", broken)
+    # The exchange is the deferred capture, called when the worker builds the trace.
+    monkeypatch.setattr(Exchange, "__call__", broken)
     sent = call(TracingMiddleware(hello_app))
     assert sent.body == b"hello"
     assert len(traces_of()) == 1  # exported without the request details

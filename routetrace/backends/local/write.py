@@ -11,7 +11,6 @@ harmless, and two halves of one distributed trace are merged span by span.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -30,6 +29,7 @@ from routetrace.core.build import (
     to_trace,
 )
 from routetrace.core.model import Trace, TraceData, TraceInfo, parse_trace_id
+from routetrace.core.serialize import encoder
 
 __all__ = ["delete", "store_records"]
 
@@ -171,10 +171,9 @@ def _merge(old: Trace, new: Trace) -> Trace:
     return Trace(info, TraceData(merged_spans))
 
 
-# One shared encoder: json.dumps(**kw) builds one per call. ASCII-safe text in, as the
-# worker's build cleans every string; ``default`` only for values a processor set oddly.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str,
-                           check_circular=False).encode
+# Clean text in, as the worker's build cleans every string; ``default`` only for values a
+# processor set oddly.
+_encode = encoder(separators=(",", ":"), default=str)
 
 
 def _rows(exp_id: int, records: Iterable[TraceRecord]) -> tuple[list, list, list]:
