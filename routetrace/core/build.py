@@ -178,8 +178,8 @@ def record_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trac
     )
 
 
-def to_span(trace_id: str, s: SpanRecord | list) -> Span:
-    """A span of the read model from a record (or the list a store kept of one)."""
+def to_span(trace_id: str, s: SpanRecord) -> Span:
+    """A span of the read model from a record."""
     (span_id, parent_id, name, span_type, start, end, code, description, inputs_json,
      outputs_json, attributes, events) = s
     return Span(

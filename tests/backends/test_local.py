@@ -222,6 +222,8 @@ def test_processes_writing_one_store_at_once(tmp_path, processes):
 
 @pytest.mark.parametrize("layout", [
     pytest.param("CREATE TABLE traces (trace_id TEXT PRIMARY KEY, spans TEXT)", id="format 0"),
+    pytest.param("CREATE TABLE traces (trace_id TEXT, spans TEXT); PRAGMA user_version = 1",
+                 id="format 1, inputs and outputs as strings"),
     pytest.param("CREATE TABLE traces (trace_id TEXT); PRAGMA user_version = 99", id="newer"),
 ])
 def test_a_store_of_another_format_is_refused_naming_the_file(tmp_path, layout):
@@ -247,7 +249,7 @@ def test_a_new_store_is_stamped_with_its_format_and_reopened(store):
     _make("a")
     assert [t.info.tags["mlflow.traceName"] for t in traces_of()] == ["a"]
     conn = sqlite3.connect(store.db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     conn.close()
     again = LocalStore(store.db_path)
     assert [t.info.tags["mlflow.traceName"] for t in again.search_traces()] == ["a"]

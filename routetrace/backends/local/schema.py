@@ -18,7 +18,7 @@ __all__ = ["DB_FILENAME", "INSERT_TRACE", "INSERT_TRACE_HEAD", "STORE_FORMAT", "
 
 DB_FILENAME = "routetrace.sqlite"
 # PRAGMA user_version of a store this version writes: the layout of the ``spans`` column.
-STORE_FORMAT = 1
+STORE_FORMAT = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (

@@ -3,8 +3,8 @@
 The export worker hands over each trace built once (a
 :class:`~routetrace.core.build.TraceRecord`) and it is stored in its final form: one row of
 ``traces`` with the columns searches and listings read, plus a row per tag and metadata entry.
-The spans are one JSON text per trace (a list of arrays, inputs and outputs kept as the JSON
-text they were recorded as), encoded once on the way in. Every batch is one
+The spans are one JSON text per trace (a list of arrays, the inputs and outputs in them as JSON
+values: the text they were recorded as, spliced in), encoded once on the way in. Every batch is one
 ``BEGIN IMMEDIATE`` transaction; trace ids are primary keys, so writing a trace twice is
 harmless, and two halves of one distributed trace are merged span by span.
 """
@@ -178,19 +178,29 @@ _encode = encoder(separators=(",", ":"), default=str)
 
 def _rows(exp_id: int, records: Iterable[TraceRecord]) -> tuple[list, list, list]:
     """The rows of ``traces``, ``trace_tags`` and ``trace_metadata`` for ``records``: one
-    JSON encode a trace (its spans)."""
+    JSON encode a span, its inputs and outputs spliced in as the JSON text they already are."""
     trace_rows = []
     tag_rows = []
     meta_rows = []
     for (tid, _, name, request_time, duration, state, request_preview, response_preview,
          run_id, tags, metadata, spans) in records:
         trace_rows.append((tid, exp_id, name, request_time, duration, state, request_preview,
-                           response_preview, run_id, len(spans), _encode(spans)))
+                           response_preview, run_id, len(spans), _spans_text(spans)))
         if tags:
             tag_rows.extend((tid, k, v) for k, v in tags.items())
         if metadata:
             meta_rows.extend((tid, k, v) for k, v in metadata.items())
     return trace_rows, tag_rows, meta_rows
+
+
+def _spans_text(spans: list[SpanRecord]) -> str:
+    """The ``spans`` column: a JSON list with one array a span, its fields in the order of
+    :class:`SpanRecord` but with inputs and outputs last, as JSON values (not strings) so
+    that reading a trace decodes it once. Each span's other fields are encoded and the
+    inputs' and outputs' text put after them (``[...]`` becomes ``[...,inputs,outputs]``)."""
+    return "[" + ",".join([
+        f"{_encode(span[:8] + span[10:])[:-1]},{span[8]},{span[9]}]" for span in spans
+    ]) + "]"
 
 
 def _record_of(trace: Trace) -> TraceRecord:
