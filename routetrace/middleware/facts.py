@@ -56,13 +56,13 @@ def fill(span: LiveSpan, ex: Exchange) -> dict[str, Any] | None:
     response_headers = scan(ex.response_headers or (), spec, response_first)
     status = ex.status
     cap = rule.capture_body
-    method, path = clean(ex.method), clean(ex.path)
+    method, path = ex.method, ex.path
 
     inputs: dict[str, Any] = {"method": method, "path": path}
     attributes: dict[str, Any] = {"http.request.method": method, "url.path": path,
-                                  "url.scheme": clean(str(scheme))}
+                                  "url.scheme": str(scheme)}
     if query:
-        query = clean(scrub_pairs(text(query), policy, table.redact_query))
+        query = scrub_pairs(text(query), policy, table.redact_query)
         inputs["query"] = query
     if request_headers:
         inputs["headers"] = request_headers
@@ -81,9 +81,7 @@ def fill(span: LiveSpan, ex: Exchange) -> dict[str, Any] | None:
     span.set_inputs(inputs)
     span.set_outputs(outputs)
 
-    if template:
-        template = clean(template)
-    route = template or (None if rule.is_default or "*" in rule.pattern else clean(rule.pattern))
+    route = template or (None if rule.is_default or "*" in rule.pattern else rule.pattern)
     if route:
         attributes["http.route"] = route
     if query:
@@ -93,7 +91,7 @@ def fill(span: LiveSpan, ex: Exchange) -> dict[str, Any] | None:
         if status >= 500:
             attributes["error.type"] = str(status)
     if client and client[0]:
-        attributes["client.address"] = clean(str(client[0]))
+        attributes["client.address"] = str(client[0])
         if client[1]:
             try:
                 attributes["client.port"] = int(client[1])
@@ -101,7 +99,6 @@ def fill(span: LiveSpan, ex: Exchange) -> dict[str, Any] | None:
                 pass
     host = first.get("host")
     if host:
-        host = clean(host)
         address, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
         if not address or not port.isdigit():
             address, port = host, ""
@@ -110,9 +107,9 @@ def fill(span: LiveSpan, ex: Exchange) -> dict[str, Any] | None:
             attributes["server.port"] = int(port)
     user_agent = first.get("user-agent")
     if user_agent is not None:
-        attributes["user_agent.original"] = clean(user_agent)
+        attributes["user_agent.original"] = user_agent
     if protocol is not None and str(protocol):
-        attributes["network.protocol.version"] = clean(str(protocol))
+        attributes["network.protocol.version"] = str(protocol)
     if cap:
         if ex.req_body is not None:
             attributes["http.request.body.size"] = ex.req_size
@@ -121,18 +118,25 @@ def fill(span: LiveSpan, ex: Exchange) -> dict[str, Any] | None:
     if ex.disconnected:
         attributes["routetrace.client_disconnected"] = True
     if not rule.is_default:
-        attributes["routetrace.rule"] = clean(rule.pattern)
+        attributes["routetrace.rule"] = rule.pattern
     if table.service_name:
-        attributes["service.name"] = clean(table.service_name)
+        attributes["service.name"] = table.service_name
 
+    # Text from the server or the client may hold lone surrogates (non-UTF-8 bytes decoded
+    # with ``surrogateescape``): one test of all the attributes' text at once, and only when
+    # it fails, each value is cleaned. The inputs and outputs are cleaned as they are encoded.
+    if not "".join([v for v in attributes.values() if v.__class__ is str]).isascii():
+        for key, value in attributes.items():
+            if value.__class__ is str:
+                attributes[key] = clean(value)
     prefix = "WEBSOCKET" if websocket else method
     span.update_name(f"{prefix} {route or rule.pattern}" if (route or not rule.is_default)
                      else prefix)
-    tags = rule.trace_tags
+    tags = rule.trace_tags  # a new dict of text
     live = span.trace
     if live.tags:
         tags.update(live.tags)  # the application's own tags win
-    live.set_tags(tags)
+    live.tags = tags
     # The span's own dictionary, assigned rather than copied in key by key: on the worker
     # the span has ended and nothing else writes to it.
     own = span._attributes
