@@ -131,34 +131,47 @@ def record_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trac
     for span in spans:
         end = span.end_time_ns
         attributes = span._attributes
-        if attributes is None or attributes is not trusted:
+        if attributes is None:
+            attributes = {}
+        elif attributes is not trusted:
             attributes = _attributes(span)
         if end is None:
             # Still open when the root ended (e.g. an unconsumed generator): close it there.
             end = max(root_end, span.start_time_ns)
             attributes["routetrace.unfinished"] = True
         parent = span.parent_span_id
+        name = span._name
+        description = span._status_description
         records.append(SpanRecord(
             f"{span.span_id_int:016x}", None if parent is None else f"{parent:016x}",
-            clean(span._name), str(span._span_type), span.start_time_ns, end,
-            span._status, clean(span._status_description),
+            name if name.isascii() else clean(name), str(span._span_type),
+            span.start_time_ns, end, span._status,
+            description if description.isascii() else clean(description),
             span._inputs_json or "null", span._outputs_json or "null",
-            attributes, _events(span),
+            attributes, _events(span) if span._events else None,
         ))
     if live.remote_parent_span_id is not None:
         records[0].attributes["routetrace.remote_parent_span_id"] = (
             f"{live.remote_parent_span_id:016x}"
         )
 
-    request_preview = serialize.truncate(
-        root._inputs_json if live.request_preview is None else clean(live.request_preview),
-        PREVIEW_MAX_CHARS,
-    )
-    response_preview = serialize.truncate(
-        root._outputs_json if live.response_preview is None else clean(live.response_preview),
-        PREVIEW_MAX_CHARS,
-    )
-    tags = {clean(k): clean(v) for k, v in live.tags.items()} if live.tags else {}
+    request_preview = root._inputs_json
+    if live.request_preview is not None:
+        request_preview = clean(live.request_preview)
+    if request_preview is not None and len(request_preview) > PREVIEW_MAX_CHARS:
+        request_preview = serialize.truncate(request_preview, PREVIEW_MAX_CHARS)
+    response_preview = root._outputs_json
+    if live.response_preview is not None:
+        response_preview = clean(live.response_preview)
+    if response_preview is not None and len(response_preview) > PREVIEW_MAX_CHARS:
+        response_preview = serialize.truncate(response_preview, PREVIEW_MAX_CHARS)
+    tags = live.tags
+    if not tags:
+        tags = {}
+    elif "".join(tags).isascii() and "".join(tags.values()).isascii():
+        tags = dict(tags)
+    else:
+        tags = {clean(k): clean(v) for k, v in tags.items()}
     name = tags.pop(NAME_TAG, None) or records[0].name
     metadata = {}
     if live.run_id:
