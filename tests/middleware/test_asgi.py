@@ -857,6 +857,8 @@ def test_weird_requests_are_traced_without_failing(hello_app: Any) -> None:
     assert root.inputs["headers"]["x-bin"] == "\xff\xfe"
     assert "body" not in root.inputs  # the app never read it: routetrace reads nothing itself
     assert root.inputs["path"] == "/caf\\udcc3\\udca9/\x00"
+    assert root.attributes["url.path"] == "/caf\\udcc3\\udca9/\x00"
+    assert root.attributes["url.query"] == "\xff=\xfe"
 
 
 def test_json_response_of_a_real_app_is_identical_with_and_without(hello_app: Any) -> None:
