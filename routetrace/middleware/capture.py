@@ -49,7 +49,8 @@ def redact_query(query: str, keys: frozenset[str], policy: KeyPolicy = DEFAULT_P
 
 
 class Exchange:
-    """One request's capture: written on the request path, read by :meth:`facts` on the worker."""
+    """One request's capture: written on the request path, read by :func:`.facts.fill` on the
+    worker."""
 
     # Class-level defaults: the request path only assigns what it has, allocating no more.
     scope: Any = None
