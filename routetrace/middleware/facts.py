@@ -81,7 +81,8 @@ def fill(span: LiveSpan, ex: Exchange) -> dict[str, Any] | None:
     span.set_inputs(inputs)
     span.set_outputs(outputs)
 
-    route = template or (None if rule.is_default or "*" in rule.pattern else rule.pattern)
+    default = rule.is_default
+    route = template or (None if default or "*" in rule.pattern else rule.pattern)
     if route:
         attributes["http.route"] = route
     if query:
@@ -117,7 +118,7 @@ def fill(span: LiveSpan, ex: Exchange) -> dict[str, Any] | None:
             attributes["http.response.body.size"] = ex.resp_size
     if ex.disconnected:
         attributes["routetrace.client_disconnected"] = True
-    if not rule.is_default:
+    if not default:
         attributes["routetrace.rule"] = rule.pattern
     if table.service_name:
         attributes["service.name"] = table.service_name
@@ -130,7 +131,7 @@ def fill(span: LiveSpan, ex: Exchange) -> dict[str, Any] | None:
             if value.__class__ is str:
                 attributes[key] = clean(value)
     prefix = "WEBSOCKET" if websocket else method
-    span.update_name(f"{prefix} {route or rule.pattern}" if (route or not rule.is_default)
+    span.update_name(f"{prefix} {route or rule.pattern}" if (route or not default)
                      else prefix)
     tags = rule.trace_tags  # a new dict of text
     live = span.trace
