@@ -17,14 +17,14 @@ from routetrace.middleware.redact import parse_json, scrub_pairs, scrub_text
 
 if TYPE_CHECKING:
     from routetrace.core.span import LiveSpan
-    from routetrace.middleware.capture import Exchange
     from routetrace.routing.scrub import KeyPolicy
 
 __all__ = ["fill"]
 
 
-def fill(span: LiveSpan, ex: Exchange) -> dict[str, Any] | None:
-    """Set the root span's inputs, outputs, attributes, name and tags from ``ex``.
+def fill(span: LiveSpan, ex: Any) -> dict[str, Any] | None:
+    """Set the root span's inputs, outputs, attributes, name and tags from ``ex``, the
+    request's :class:`~routetrace.middleware.capture.Exchange` (which imports this module).
 
     Returns the attributes when the span had none before, so they are the span's attributes
     as built here: plain JSON values of clean text, which the trace's record may take as they
