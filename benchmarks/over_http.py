@@ -12,13 +12,14 @@ local store's deferred build included), then the server's CPU is read from /proc
 run, ``GET /__bench/final`` again and the CPU read again. So the server's CPU per request
 counts every trace to its final form, and *final-form requests/s* is the timed requests over
 the timed run's seconds plus the seconds the final call took: what the server sustains when
-it has to finish every trace, not only answer. At the same three moments each of the
-server's threads is read (/proc/PID/task/TID/stat), so that its CPU splits into the serving
-thread's (the one running the event loop: the main thread, TID == PID) and the other
-threads' (export workers, native writers), for the timed run and for the final call
-separately. Then the RSS is read, the server gets SIGTERM,
-and, once it has exited by itself, the traces its backend kept are counted. Configurations
-that send somewhere send to :mod:`benchmarks.sink`, started here. Prints one JSON line.
+it has to finish every trace, not only answer. The CPU is read once more between the timed
+run and the final call, and at each of these three moments every thread of the server too
+(/proc/PID/task/TID/stat), so that its CPU splits into the serving thread's (the one running
+the event loop: the main thread, TID == PID) and the other threads' (export workers, native
+writers), for the timed run and for the final call separately. Then the RSS is read, the
+server gets SIGTERM, and, once it has exited by itself, the traces its backend kept are
+counted. Configurations that send somewhere send to :mod:`benchmarks.sink`, started here.
+Prints one JSON line.
 """
 
 from __future__ import annotations
