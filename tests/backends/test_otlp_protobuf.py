@@ -244,3 +244,15 @@ def test_the_otlp_json_of_the_same_records_reads_as_the_same_message(
                 span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
     parsed = ParseDict(doc, trace_service_pb2.ExportTraceServiceRequest())
     assert parsed == _reference([to_trace(r) for r in records], RESOURCE, style)
+
+
+@pytest.mark.parametrize("style", ["json", "native"])
+def test_equal_values_of_other_types_are_not_mixed_up(records: list[TraceRecord],
+                                                      style: str) -> None:
+    # Encoded one after the other under one key, as repeated HTTP attributes are.
+    template = records[0]
+    for value in (1, True, 1.0, 0, False, 0.0, -0.0, "1", "", None, 2**63, -(2**63)):
+        span = template.spans[0]._replace(attributes={"k": value})
+        record = template._replace(spans=[span])
+        data = encode_protobuf([record], style=style)  # type: ignore[arg-type]
+        assert data == _reference([to_trace(record)], {}, style).SerializeToString(), value
