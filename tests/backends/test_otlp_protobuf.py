@@ -12,7 +12,7 @@ import pytest
 
 import routetrace
 from routetrace.backends.otlp_protobuf import encode_protobuf
-from routetrace.core.build import TraceRecord, record_of, record_trace, to_trace
+from routetrace.core.build import TraceRecord, record_trace, to_trace
 from routetrace.core.live_trace import LiveTrace
 from routetrace.core.model import Trace
 from routetrace.core.tracer import Tracer
@@ -219,13 +219,17 @@ def test_an_empty_batch_is_a_request_with_no_spans() -> None:
     assert _parsed(encode_protobuf([], resource=RESOURCE)) == expected
 
 
-def test_a_record_replayed_from_a_trace_encodes_as_the_record(
-        records: list[TraceRecord]) -> None:
-    for style in ("json", "native"):
-        again = [record_of(to_trace(r)) for r in records]
-        assert (encode_protobuf(again, resource=RESOURCE, style=style)  # type: ignore[arg-type]
-                == encode_protobuf(records, resource=RESOURCE, style=style))  # type: ignore[arg-type]
+def test_a_trace_replayed_from_the_spool_is_sent_as_it_was_first(
+        records: list[TraceRecord], tmp_path: Any) -> None:
+    from routetrace.backends.base import records_of
+    from routetrace.export import spool
 
+    path = spool.spool_batch(tmp_path, "otlp+http://c:4318", routetrace.Experiment(name="e"),
+                             [to_trace(r) for r in records])
+    _, traces = spool.read_spool_file(path)
+    for style in ("json", "native"):
+        assert (encode_protobuf(records_of(traces), resource=RESOURCE, style=style)  # type: ignore[arg-type]
+                == encode_protobuf(records, resource=RESOURCE, style=style))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("style", ["json", "native"])
