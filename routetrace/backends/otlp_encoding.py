@@ -37,6 +37,7 @@ __all__ = [
     "SPAN_TYPE",
     "TRACE_TAG_PREFIX",
     "AttributeStyle",
+    "attribute_json",
     "decode_any_value_json",
     "encode_json",
     "json_text",
@@ -66,7 +67,7 @@ _STATUS_NAMES = {0: "UNSET", 1: "OK", 2: "ERROR"}
 _SPAN_KIND_INTERNAL = 1
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # A value as MLflow's exporter writes it into a span attribute (``json.dumps``, non-ASCII kept).
-_attribute_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
+attribute_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def trace_id_hex(trace_id: str) -> str:
@@ -145,7 +146,7 @@ def _any_json(value: Any, style: AttributeStyle) -> dict[str, Any]:
     if isinstance(value, (bytes, bytearray)):
         return {"bytesValue": base64.b64encode(bytes(value)).decode("ascii")}
     if style == "json":
-        return {"stringValue": _attribute_json(value)}
+        return {"stringValue": attribute_json(value)}
     if isinstance(value, Mapping):
         return {"kvlistValue": {"values": [
             {"key": str(k), "value": _any_json(v, style)} for k, v in value.items()

@@ -4,12 +4,15 @@
 A small writer of protobuf's wire format instead of opentelemetry-proto's message objects:
 setting fields one by one on message objects and serialising them costs several Python calls
 per field, while here a message is its fields' bytes (tags known in advance), joined once and
-put behind its tag and length. What repeats is encoded once: the trace id and
-``mlflow.traceRequestId`` once per trace, the trace tags once per root, ``mlflow.spanType`` and
-attribute keys once per process (bounded caches). Nothing here needs opentelemetry-proto.
+put behind its tag and length; a span's fields are appended to one buffer. What repeats is
+encoded once: the trace id, ``mlflow.traceRequestId`` and the trace tags once per trace;
+attribute keys, (key, value) pairs of strings and integers (the HTTP attributes), span names,
+span types and statuses once per process (bounded caches). Nothing here needs
+opentelemetry-proto.
 
 The attributes are those of :func:`~routetrace.backends.otlp_encoding.span_attributes`, in its
-order and with its styles; the messages are opentelemetry-proto's (``trace/v1/trace.proto``,
+order and with its styles (that function itself runs only for a span with an attribute named
+like one of MLflow's); the messages are opentelemetry-proto's (``trace/v1/trace.proto``,
 ``common/v1/common.proto``), fields written in field-number order.
 """
 
@@ -28,6 +31,7 @@ from routetrace.backends.otlp_encoding import (
     TRACE_REQUEST_ID,
     TRACE_TAG_PREFIX,
     AttributeStyle,
+    attribute_json,
     json_text,
     span_attributes,
     status_code,
@@ -48,7 +52,6 @@ _FIXED64 = struct.Struct("<Q")
 _TIMES = struct.Struct("<BQBQ")
 _RESERVED = frozenset({SPAN_TYPE, SPAN_INPUTS, SPAN_OUTPUTS, TRACE_REQUEST_ID})
 _CACHE_LIMIT = 4096  # keys and span types are few; a flood of unique ones is not cached
-_attribute_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def _varint(n: int) -> bytes:
@@ -94,7 +97,7 @@ def _any(value: Any, style: AttributeStyle) -> bytes:
     if isinstance(value, (bytes, bytearray)):
         return _delimited(b"\x3a", bytes(value))
     if style == "json":
-        return _delimited(b"\x0a", _attribute_json(value).encode())
+        return _delimited(b"\x0a", attribute_json(value).encode())
     if isinstance(value, Mapping):
         return _kvlist(value, style)
     if isinstance(value, (list, tuple, set, frozenset)):
