@@ -129,6 +129,8 @@ def status_code(code: str, style: AttributeStyle) -> int:
 # -- OTLP-JSON ----------------------------------------------------------------------------
 def _any_json(value: Any, style: AttributeStyle) -> dict[str, Any]:
     """An OTLP-JSON ``AnyValue`` (int64 as a decimal string, as the spec's JSON mapping has)."""
+    if value.__class__ is str:  # most values
+        return {"stringValue": value}
     if value is None:
         return {}
     if isinstance(value, bool):
