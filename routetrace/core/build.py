@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from routetrace.core.span import LiveSpan
 
 __all__ = ["PREVIEW_MAX_CHARS", "SCHEMA_KEY", "SCHEMA_VERSION", "SpanRecord", "TraceRecord",
-           "build_trace", "record_trace", "to_trace"]
+           "build_trace", "record_of", "record_trace", "to_trace"]
 
 log = logging.getLogger("routetrace")
 
@@ -218,6 +218,29 @@ def to_trace(record: TraceRecord, experiment_id: str = "",
         response_preview=record.response_preview, tags=tags, trace_metadata=metadata,
     )
     return Trace(info, TraceData([to_span(tid, s) for s in record.spans]))
+
+
+def record_of(trace: Trace) -> TraceRecord:
+    """A trace read back or replayed from a spool, as the worker would have built it: the
+    inverse of :func:`to_trace`, for backends that write records."""
+    info = trace.info
+    tags = dict(info.tags)
+    name = tags.pop(NAME_TAG, None)
+    metadata = {k: v for k, v in info.trace_metadata.items()
+                if not (k == SCHEMA_KEY and v == SCHEMA_VERSION)}
+    spans = []
+    for s in trace.data.spans:
+        inputs, outputs = s.io_json()
+        spans.append(SpanRecord(
+            s.span_id, s.parent_id, s.name, s.span_type, s.start_time_ns, s.end_time_ns,
+            str(s.status.status_code), s.status.description, inputs, outputs, s.attributes,
+            [(e.name, e.timestamp, e.attributes) for e in s.events] or None,
+        ))
+    return TraceRecord(
+        info.trace_id, info.experiment_name, name, info.request_time,  # type: ignore[arg-type]
+        info.execution_duration, str(info.state), info.request_preview,  # type: ignore[arg-type]
+        info.response_preview, metadata.get("mlflow.sourceRun"), tags, metadata, spans,
+    )
 
 
 def build_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trace:

@@ -21,11 +21,9 @@ from routetrace.backends.base import TraceSelection
 from routetrace.backends.local.read import CHUNK, load
 from routetrace.backends.local.schema import INSERT_TRACE, INSERT_TRACE_HEAD
 from routetrace.core.build import (
-    NAME_TAG,
-    SCHEMA_KEY,
-    SCHEMA_VERSION,
     SpanRecord,
     TraceRecord,
+    record_of,
     to_trace,
 )
 from routetrace.core.model import Trace, TraceData, TraceInfo, parse_trace_id
@@ -40,10 +38,10 @@ def store_records(conn: sqlite3.Connection, exp_id: int,
     push), in one transaction."""
     by_id: dict[str, TraceRecord] = {}
     for item in records:
-        record = item if item.__class__ is TraceRecord else _record_of(item)  # type: ignore[arg-type]
+        record = item if item.__class__ is TraceRecord else record_of(item)  # type: ignore[arg-type]
         tid = record.trace_id  # type: ignore[union-attr]
         if tid in by_id:
-            record = _record_of(_merge(to_trace(by_id[tid]), to_trace(record)))  # type: ignore[arg-type]
+            record = record_of(_merge(to_trace(by_id[tid]), to_trace(record)))  # type: ignore[arg-type]
         by_id[tid] = record  # type: ignore[assignment]
     rows = _rows(exp_id, by_id.values())
     conn.execute("BEGIN IMMEDIATE")
@@ -69,7 +67,7 @@ def _write(conn: sqlite3.Connection, exp_id: int, by_id: dict[str, TraceRecord],
             merged = _merge(existing, to_trace(by_id[tid]))
             if merged.data.spans != existing.data.spans or merged.info != existing.info:
                 conn.execute("DELETE FROM traces WHERE trace_id = ?", (tid,))
-                conn.executemany(INSERT_TRACE, _rows(exp_id, [_record_of(merged)])[0])
+                conn.executemany(INSERT_TRACE, _rows(exp_id, [record_of(merged)])[0])
     if rows[1]:
         _insert(conn, "INSERT OR REPLACE INTO trace_tags", rows[1])
     if rows[2]:
@@ -201,25 +199,3 @@ def _spans_text(spans: list[SpanRecord]) -> str:
     return "[" + ",".join([
         f"{_encode(span[:8] + span[10:])[:-1]},{span[8]},{span[9]}]" for span in spans
     ]) + "]"
-
-
-def _record_of(trace: Trace) -> TraceRecord:
-    """A trace read back or replayed from a spool, as the worker would have built it."""
-    info = trace.info
-    tags = dict(info.tags)
-    name = tags.pop(NAME_TAG, None)
-    metadata = {k: v for k, v in info.trace_metadata.items()
-                if not (k == SCHEMA_KEY and v == SCHEMA_VERSION)}
-    spans = []
-    for s in trace.data.spans:
-        inputs, outputs = s.io_json()
-        spans.append(SpanRecord(
-            s.span_id, s.parent_id, s.name, s.span_type, s.start_time_ns, s.end_time_ns,
-            str(s.status.status_code), s.status.description, inputs, outputs, s.attributes,
-            [(e.name, e.timestamp, e.attributes) for e in s.events] or None,
-        ))
-    return TraceRecord(
-        info.trace_id, info.experiment_name, name, info.request_time,  # type: ignore[arg-type]
-        info.execution_duration, str(info.state), info.request_preview,  # type: ignore[arg-type]
-        info.response_preview, metadata.get("mlflow.sourceRun"), tags, metadata, spans,
-    )
