@@ -6,10 +6,10 @@ Each variant wraps the same Starlette hello-world; each row adds one thing to th
 
 - ``bare``: no middleware; ``pass``: a pure ASGI pass-through; ``wrap``: a ``send`` wrapper
   reading the status;
-- ``minimal``: the floor, a minimal root-span middleware: random ids, the clock, a
-  ``ContextVar``, one compiled regex for the route, the status, a deque append at the last
-  body chunk;
-- ``+receive``: a ``receive`` wrapper too;
+- ``minimal``: the floor, a minimal root-span middleware (:mod:`benchmarks.floor`, also the
+  ``floor`` configuration of ``run_all``): random ids, the clock, a ``ContextVar``, one
+  compiled regex for the route, the status, a deque append at the last body chunk;
+- ``+receive``: the floor's code with a ``receive`` wrapper too;
 - ``+root span``: routetrace's trace and root span (``Tracer.start_root``, ended by
   ``LiveTrace.end_span``, hand-off released) instead of the list;
 - ``+otel context``: the span set as OpenTelemetry's current span;
@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import os
 import random
 import re
 import time
 from typing import Any
+
+from benchmarks import floor
 
 os.environ.setdefault("ROUTETRACE_SIGNAL_HANDLERS", "false")
 
@@ -69,10 +70,9 @@ def main() -> None:
     tracer.exporter.logger.put = lambda trace: trace.release()  # type: ignore[method-assign]
     otel_var, span_key = _otel_context_var()
     assert otel_var is not None, "OpenTelemetry's context is not the default one"
-    current: contextvars.ContextVar[Any] = contextvars.ContextVar("current", default=None)
-    finished: collections.deque[Any] = collections.deque(maxlen=100_000)
-    route = re.compile(r"/hello|/chat/[^/]+")
-    getrandbits, time_ns = random.getrandbits, time.time_ns
+    current = floor.CURRENT
+    finished: collections.deque[Any] = collections.deque(maxlen=floor.KEPT)
+    route = re.compile(floor.ROUTES)
 
     async def hello(request: Any) -> PlainTextResponse:
         return PlainTextResponse("hi")
@@ -100,7 +100,8 @@ def main() -> None:
             await self.app(scope, receive, wrapped)
 
     def layered(level: int) -> type:
-        """The minimal middleware (level 0) with the first ``level`` layers added."""
+        """The floor's code (:class:`benchmarks.floor.FloorMiddleware`) with the first
+        ``level`` layers added (``level`` ≥ 1)."""
 
         class Layered(Pass):
             async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -111,7 +112,8 @@ def main() -> None:
                 if level >= 2:
                     record: Any = tracer.start_root("GET", "UNKNOWN", None, None, None, None)
                 else:
-                    record = [getrandbits(128), getrandbits(64), time_ns(), None, None]
+                    record = [random.getrandbits(128), random.getrandbits(64),
+                              time.time_ns(), None, None]
                 if level >= 5:
                     ex = _ASGIExchange(None, None, "GET", scope["path"])  # type: ignore[arg-type]
                     ex.scope = scope
@@ -122,15 +124,17 @@ def main() -> None:
 
                 def wrapped(message: Any) -> Any:
                     if message["type"] == "http.response.start":
+                        if level < 2:
+                            record[3] = message["status"]
                         if level >= 4:
                             message = message.copy()
                             message["headers"] = [*message["headers"], (
-                                b"x-trace-id", b"tr-%032x" % getrandbits(128))]
+                                b"x-trace-id", b"tr-%032x" % random.getrandbits(128))]
                     elif not message.get("more_body"):
                         if level >= 2:
-                            record.trace.end_span(record, time_ns())
+                            record.trace.end_span(record, time.time_ns())
                         else:
-                            record[4] = time_ns()
+                            record[4] = time.time_ns()
                             finished.append(record)
                     return send(message)
 
@@ -138,7 +142,7 @@ def main() -> None:
                     return await receive()
 
                 try:
-                    await self.app(scope, receive_wrapped if level >= 1 else receive, wrapped)
+                    await self.app(scope, receive_wrapped, wrapped)
                 finally:
                     current.reset(token)
                     if level >= 3:
@@ -151,10 +155,10 @@ def main() -> None:
                                  Route("/chat/{session}", chat, methods=["POST"])],
                          middleware=[Middleware(middleware, **kwargs)] if middleware else [])
 
-    layers = ["minimal", "+receive", "+root span", "+otel context", "+trace id header",
-              "+exchange"]
+    layers = ["+receive", "+root span", "+otel context", "+trace id header", "+exchange"]
     apps = {"bare": make(), "pass": make(Pass), "wrap": make(Wrap),
-            **{name: make(layered(i)) for i, name in enumerate(layers)},
+            "minimal": make(floor.FloorMiddleware),
+            **{name: make(layered(i)) for i, name in enumerate(layers, start=1)},
             "routetrace": make(TracingMiddleware, config={"routes": []}),
             "bare POST": make(),
             "routetrace POST": make(TracingMiddleware, config={

@@ -12,9 +12,14 @@ local store's deferred build included), then the server's CPU is read from /proc
 run, ``GET /__bench/final`` again and the CPU read again. So the server's CPU per request
 counts every trace to its final form, and *final-form requests/s* is the timed requests over
 the timed run's seconds plus the seconds the final call took: what the server sustains when
-it has to finish every trace, not only answer. Then the RSS is read, the server gets SIGTERM,
-and, once it has exited by itself, the traces its backend kept are counted. Configurations
-that send somewhere send to :mod:`benchmarks.sink`, started here. Prints one JSON line.
+it has to finish every trace, not only answer. The CPU is read once more between the timed
+run and the final call, and at each of these three moments every thread of the server too
+(/proc/PID/task/TID/stat), so that its CPU splits into the serving thread's (the one running
+the event loop: the main thread, TID == PID) and the other threads' (export workers, native
+writers), for the timed run and for the final call separately. Then the RSS is read, the
+server gets SIGTERM, and, once it has exited by itself, the traces its backend kept are
+counted. Configurations that send somewhere send to :mod:`benchmarks.sink`, started here.
+Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -58,6 +63,66 @@ def _cpu_s(pid: int) -> float:
     """User + system CPU of the process, all its threads (/proc/PID/stat, clock ticks)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ThreadCPU(NamedTuple):
+    """One thread of the server: its name (``comm``) and its user + system CPU seconds."""
+
+    name: str
+    seconds: float
+
+
+def _threads_cpu(pid: int) -> dict[int, ThreadCPU]:
+    """Each live thread's CPU, by thread id (/proc/PID/task/TID/stat, clock ticks)."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            name = (task / "comm").read_text().strip()
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended since the listing
+            continue
+        out[int(task.name)] = ThreadCPU(name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+class CPURead(NamedTuple):
+    """The server's CPU at one moment: the whole process, and each live thread."""
+
+    process: float
+    threads: dict[int, ThreadCPU]
+
+
+def _cpu_read(pid: int) -> CPURead:
+    return CPURead(_cpu_s(pid), _threads_cpu(pid))
+
+
+def _thread_deltas(before: CPURead, after: CPURead) -> dict[int, float]:
+    """CPU seconds each thread live at ``after`` spent since ``before`` (a thread born
+    between the reads counts from zero; one that ended between them is missing, though the
+    process figure still holds its CPU)."""
+    out = {}
+    for tid, thread in after.threads.items():
+        old = before.threads.get(tid)
+        out[tid] = thread.seconds - (old.seconds if old else 0.0)
+    return out
+
+
+class CPUSplit(NamedTuple):
+    """Server CPU µs per request between two reads: the whole process, the thread running
+    the event loop, and every other thread."""
+
+    process: float
+    loop: float
+    other: float
+
+
+def _split(pid: int, before: CPURead, after: CPURead, requests: int) -> CPUSplit:
+    deltas = _thread_deltas(before, after)
+    scale = 1e6 / requests
+    loop = deltas.pop(pid, 0.0)
+    return CPUSplit((after.process - before.process) * scale, loop * scale,
+                    sum(deltas.values()) * scale)
 
 
 def _final(port: int) -> float:
@@ -182,15 +247,28 @@ def run(config: str, seconds: float, connections: int, workdir: Path,
         if load:
             warm = run_wrk(url, warm_s, connections)
             _final(port)
-            cpu0 = _cpu_s(proc.pid)
+            cpu0 = _cpu_read(proc.pid)
             result = run_wrk(url, seconds, connections)
         else:
             warm = run_python_client(port, warm_s, connections)
             _final(port)
-            cpu0 = _cpu_s(proc.pid)
+            cpu0 = _cpu_read(proc.pid)
             result = run_python_client(port, seconds, connections)
+        cpu1 = _cpu_read(proc.pid)
         result["final_s"] = _final(port)
-        result["server_cpu_us"] = (_cpu_s(proc.pid) - cpu0) / result["requests"] * 1e6
+        cpu2 = _cpu_read(proc.pid)
+        n = result["requests"]
+        result["server_cpu_us"] = (cpu2.process - cpu0.process) / n * 1e6
+        for phase, (before, after) in (("run", (cpu0, cpu1)), ("final", (cpu1, cpu2))):
+            split = _split(proc.pid, before, after, n)
+            result[f"server_cpu_{phase}_us"] = split.process
+            result[f"loop_cpu_{phase}_us"] = split.loop
+            result[f"other_cpu_{phase}_us"] = split.other
+        # Each thread's share, named, to tell an export worker from a native writer.
+        result["server_threads_us"] = {
+            f"{cpu2.threads[tid].name} ({tid})": seconds / n * 1e6
+            for tid, seconds in _thread_deltas(cpu0, cpu2).items()}
+        result["clock_tick_s"] = 1 / os.sysconf("SC_CLK_TCK")
         result["final_rps"] = result["requests"] / (result["seconds"] + result["final_s"])
         result.update({f"server_{k}": v for k, v in _rss_mib(proc.pid).items()})
         result["warmup_requests"] = warm["requests"]

@@ -8,6 +8,9 @@ deferred build; nothing for the others, whose final form is the encoded request 
 received), ``kept()`` counts the traces its backend actually holds.
 
 - ``bare``: the app alone;
+- ``floor``: :class:`benchmarks.floor.FloorMiddleware`, the least a root-span-per-request
+  middleware does (ids, clock, ``ContextVar``, route match, status, a deque append), nothing
+  exported or kept: what any such middleware in Python costs at least;
 - ``routetrace``: ``TracingMiddleware``, local store in ``workdir``, async logging;
 - ``routetrace-otlp``: the same, to an OTLP/HTTP protobuf collector (the sink): the encoding
   the MLflow server backend sends;
@@ -41,7 +44,7 @@ from typing import Any, NamedTuple
 
 from benchmarks import sink
 
-CONFIGS = ("bare", "routetrace", "routetrace-otlp", "routetrace-file", "otel",
+CONFIGS = ("bare", "floor", "routetrace", "routetrace-otlp", "routetrace-file", "otel",
            "otel-nosendrecv", "ddtrace", "logfire", "sentry", "mlflow")
 # The package each configuration needs beyond the test extra (the ``bench`` extra has them).
 NEEDS = {"ddtrace": "ddtrace", "logfire": "logfire", "sentry": "sentry_sdk",
@@ -123,6 +126,11 @@ def environment(name: str, workdir: Path, sink_port: int | None = None) -> dict[
 def setup(name: str, workdir: Path) -> Setup:
     if name == "bare":
         return Setup(starlette_app(), lambda timeout: True, lambda: None, _nothing)
+    if name == "floor":
+        from benchmarks.floor import FloorMiddleware
+
+        return Setup(FloorMiddleware(starlette_app()), lambda timeout: True, lambda: None,
+                     _nothing)
     if name.startswith("routetrace"):
         return _routetrace(starlette_app(), workdir, local=name == "routetrace")
     port = os.environ.get("BENCH_SINK_PORT", "")
@@ -143,7 +151,7 @@ def setup(name: str, workdir: Path) -> Setup:
 
 def count_kept(name: str, workdir: Path) -> int | None:
     """Traces the configuration's backend holds in ``workdir`` (read only, any process)."""
-    if name == "bare":
+    if name in ("bare", "floor"):  # the floor keeps nothing
         return None
     if name == "routetrace":
         from routetrace.backends.local import LocalStore

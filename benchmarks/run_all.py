@@ -12,7 +12,8 @@ Each configuration of :mod:`benchmarks.peers` runs in its own process, rounds in
    request split into request path, export and deferred build, every trace to its final form;
 2. over HTTP (:mod:`benchmarks.over_http`): uvicorn, 1 worker, loopback, ``wrk`` (or a
    bounded Python client), with h11 and again with httptools; requests/s answered and with
-   every trace finished inside the server process, server CPU per request, RSS, traces kept;
+   every trace finished inside the server process, server CPU per request (and its split
+   between the event loop's thread and the others), RSS, traces kept;
 3. export (:mod:`benchmarks.bench_export`): local store traces/s, flush of a full queue at
    shutdown, RSS with the backend down while 100 000 requests are traced.
 
@@ -37,7 +38,7 @@ from typing import Any
 
 from benchmarks.peers import CONFIGS, environment, missing
 
-HTTP_CONFIGS = ("bare", "routetrace", "otel", "ddtrace", "logfire", "sentry")
+HTTP_CONFIGS = ("bare", "floor", "routetrace", "otel", "ddtrace", "logfire", "sentry")
 # Fewer timed requests in-process for the configurations whose export takes milliseconds a
 # trace (MLflow writes each to SQLite): the figure is per request; the run stays minutes.
 SLOW = {"sentry": 2, "mlflow": 10}
@@ -50,6 +51,7 @@ REPO = HERE.parent
 DOCS = REPO / "docs"
 LABELS = {
     "bare": "bare Starlette",
+    "floor": "floor: minimal root-span middleware, no export",
     "routetrace": "routetrace, local store",
     "routetrace-otlp": "routetrace → OTLP protobuf (loopback)",
     "routetrace-file": "routetrace → OTLP-JSON file",
@@ -285,15 +287,17 @@ def _http_table(r: dict[str, Any], part: str, header: Any) -> str | None:
         return None
     bare = http["bare"]
     rows = ["| configuration | requests/s answered | requests/s, every trace final (median "
-            "round) | rounds | % of bare | server CPU µs/request | % of bare's capacity "
+            "round) | rounds | % of bare | server CPU µs/request | event loop µs/request "
+            "(run + final) | other threads µs/request (run + final) | % of bare's capacity "
             "(CPU) | p50 ms | p99 ms | server RSS MiB (peak) | Δ RSS vs bare | traces kept "
             "after SIGTERM | exit |",
-            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c, v in http.items():
         each = ", ".join(f"{x:,.0f}" for x in v["rounds_final_rps"])
         rows.append(
             f"| {LABELS[c]} | {v['rps']:,.0f} | {v['final_rps']:,.0f} | {each} | "
             f"{100 * v['final_rps'] / bare['final_rps']:.1f} % | {v['server_cpu_us']:.0f} | "
+            f"{_phases(v, 'loop')} | {_phases(v, 'other')} | "
             f"{100 * bare['server_cpu_us'] / v['server_cpu_us']:.1f} % | "
             f"{v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {v['server_VmRSS']:.1f} "
             f"({v['server_VmHWM']:.1f}) | {v['server_VmRSS'] - bare['server_VmRSS']:+.1f} | "
@@ -306,12 +310,23 @@ def _http_table(r: dict[str, Any], part: str, header: Any) -> str | None:
             "the timed requests over the run's seconds plus those of the server's own "
             "flush-and-finish call after it (the local store's build included); *server "
             "CPU*: the server process's CPU (/proc) from the run's start to that call's end, "
-            "per request; *capacity*: bare's server CPU per request over the configuration's, "
+            "per request; *event loop* and *other threads*: the same split by thread "
+            "(/proc/PID/task), the thread running uvicorn's event loop and every other one "
+            "(export workers), during the timed run + during the final call; *capacity*: "
+            "bare's server CPU per request over the configuration's, "
             "the share of bare's requests/s a server with a core of its own would keep "
             "(requests/s on a loaded machine measure the scheduler as much as the server). "
             "'sent' counts the warm-up and the timed run (responses received; "
             "requests cut off in flight when the load stops are traced too).\n\n"
             + "\n".join(rows) + "\n")
+
+
+def _phases(v: dict[str, Any], who: str) -> str:
+    """``who``'s CPU µs a request as "timed run + final call" ("–" in runs before the
+    split was measured)."""
+    if f"{who}_cpu_run_us" not in v:
+        return "–"
+    return f"{v[f'{who}_cpu_run_us']:.0f} + {v[f'{who}_cpu_final_us']:.0f}"
 
 
 def chart(r: dict[str, Any], path: Path) -> None:
@@ -325,10 +340,11 @@ def chart(r: dict[str, Any], path: Path) -> None:
     colors = {"bare": "#9e9e9e", "routetrace": "#2e7d32", "routetrace-otlp": "#66bb6a",
               "routetrace-file": "#a5d6a7", "otel": "#1565c0", "otel-nosendrecv": "#64b5f6",
               "ddtrace": "#6a1b9a", "logfire": "#c2185b", "sentry": "#5d4037",
-              "mlflow": "#ef6c00"}
+              "mlflow": "#ef6c00", "floor": "#616161"}
     short = {"bare": "bare", "routetrace": "routetrace", "routetrace-otlp": "rt→OTLP",
              "routetrace-file": "rt→file", "otel": "OTel", "otel-nosendrecv": "OTel\nno s/r",
-             "ddtrace": "ddtrace", "logfire": "logfire", "sentry": "Sentry", "mlflow": "MLflow"}
+             "ddtrace": "ddtrace", "logfire": "logfire", "sentry": "Sentry", "mlflow": "MLflow",
+             "floor": "floor"}
     for ax, panel in zip(axes[0], panels, strict=True):
         data = r[panel]
         names = list(data)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from routetrace.core.build import TraceRecord, to_trace
+from routetrace.core.build import TraceRecord, record_of, to_trace
 from routetrace.core.destination import Experiment
 from routetrace.core.model import Trace
 
@@ -23,6 +23,7 @@ __all__ = [
     "check_delete_arguments",
     "check_max_results",
     "check_positive_int",
+    "records_of",
 ]
 
 
@@ -107,8 +108,9 @@ class Backend(abc.ABC):
                       records: list[TraceRecord] | list[Trace]) -> None:
         """Write what the export worker built (:func:`~routetrace.core.build.record_trace`).
 
-        A backend that can store a record as it is (the local store) overrides this; the
-        others get :class:`Trace` objects, stamped with the experiment.
+        A backend that turns a record straight into its final form (the local store's row,
+        an OTLP payload) overrides this; by default the backend gets :class:`Trace` objects,
+        stamped with the experiment.
         """
         traces = []
         for item in records:
@@ -199,6 +201,12 @@ class Backend(abc.ABC):
 
     def close(self) -> None:
         return None
+
+
+def records_of(items: list[TraceRecord] | list[Trace]) -> list[TraceRecord]:
+    """What the worker built, as it is, and traces read back (a spool, a push) as records."""
+    return [item if item.__class__ is TraceRecord else record_of(item)  # type: ignore[misc]
+            for item in items]
 
 
 def check_positive_int(name: str, value: int) -> None:

@@ -29,7 +29,9 @@ from routetrace.backends.base import (
     BackendError,
     ExperimentInfo,
     LabelledExperiments,
+    records_of,
 )
+from routetrace.core.build import TraceRecord
 from routetrace.core.model import Trace
 
 if TYPE_CHECKING:
@@ -39,6 +41,8 @@ __all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_BYTES", "JsonlFileBackend"]
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 DEFAULT_KEEP = 5
+# One encoder for every line: json.dumps(**kw) builds a new one per call.
+_line = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
 def _import_aiofiles() -> Any:
@@ -96,18 +100,21 @@ class JsonlFileBackend(LabelledExperiments, Backend):
         return cls(unquote(parts.path), settings, max_bytes=number("max_bytes", DEFAULT_MAX_BYTES),
                    keep=number("keep", DEFAULT_KEEP), uri=uri)
 
-    def encode_lines(self, experiment: ExperimentInfo, traces: list[Trace]) -> bytes:
+    def encode_lines(self, experiment: ExperimentInfo,
+                     records: list[TraceRecord] | list[Trace]) -> bytes:
+        """One OTLP-JSON line per trace, from the worker's records as they are."""
         resource = {
             "service.name": self.service_name,
             enc.RESOURCE_EXPERIMENT_ID: experiment.experiment_id,
             enc.RESOURCE_EXPERIMENT_NAME: experiment.name,
         }
-        lines = [
-            json.dumps(enc.encode_json([t], resource=resource, style="json"),
-                       ensure_ascii=False, separators=(",", ":"), default=str)
-            for t in traces
-        ]
+        lines = [_line(enc.encode_json([r], resource=resource, style="json"))
+                 for r in records_of(records)]
         return ("\n".join(lines) + "\n").encode("utf-8")
+
+    def write_records(self, experiment: ExperimentInfo,
+                      records: list[TraceRecord] | list[Trace]) -> None:
+        self.write_traces(experiment, records)  # type: ignore[arg-type]
 
     def write_traces(self, experiment: ExperimentInfo, traces: list[Trace]) -> None:
         if not traces:

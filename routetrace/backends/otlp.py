@@ -24,8 +24,11 @@ from routetrace.backends.base import (
     BackendError,
     ExperimentInfo,
     LabelledExperiments,
+    records_of,
 )
 from routetrace.backends.http import import_httpx, redact_uri, retry_after_seconds
+from routetrace.backends.otlp_protobuf import encode_protobuf
+from routetrace.core.build import TraceRecord
 from routetrace.core.model import Trace
 
 if TYPE_CHECKING:
@@ -60,10 +63,6 @@ class OtlpBackend(LabelledExperiments, Backend):
 
     def __init__(self, endpoint: str, settings: Settings, *, uri: str | None = None) -> None:
         self._httpx = import_httpx("otlp")
-        if not enc.protobuf_available():
-            raise ImportError(
-                "the OTLP backend needs opentelemetry-proto: pip install 'routetrace[otlp]'"
-            )
         self.endpoint = endpoint
         self.uri = redact_uri(uri or endpoint)
         self.settings = settings
@@ -106,10 +105,18 @@ class OtlpBackend(LabelledExperiments, Backend):
             enc.RESOURCE_EXPERIMENT_NAME: experiment.name,
         }
 
-    def write_traces(self, experiment: ExperimentInfo, traces: list[Trace]) -> None:
-        if not traces:
+    def write_records(self, experiment: ExperimentInfo,
+                      records: list[TraceRecord] | list[Trace]) -> None:
+        """The worker's records are encoded as they are: no :class:`Trace` is built."""
+        if not records:
             return
-        body = enc.encode_protobuf(traces, resource=self.resource(experiment), style="json")
+        self._post(encode_protobuf(records_of(records), resource=self.resource(experiment),
+                                   style="json"))
+
+    def write_traces(self, experiment: ExperimentInfo, traces: list[Trace]) -> None:
+        self.write_records(experiment, traces)
+
+    def _post(self, body: bytes) -> None:
         httpx = self._httpx
         try:
             response = self._http().post(self.endpoint, content=body)

@@ -1,4 +1,7 @@
-"""routetrace traces as OTLP ``ExportTraceServiceRequest``: protobuf bytes or OTLP-JSON.
+"""The OTLP form of routetrace traces: the attributes a span is sent with, and OTLP-JSON.
+
+Protobuf bytes are written by :mod:`routetrace.backends.otlp_protobuf` from the same
+attributes; both take the export worker's :class:`~routetrace.core.build.TraceRecord` s.
 
 Two attribute styles, because the two kinds of receivers read attributes differently:
 
@@ -23,9 +26,10 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Mapping
+from json.encoder import encode_basestring
 from typing import Any, Literal
 
-from routetrace.core.model import Span, SpanEvent, Trace
+from routetrace.core.build import NAME_TAG, SpanRecord, TraceRecord
 
 __all__ = [
     "SPAN_INPUTS",
@@ -33,11 +37,14 @@ __all__ = [
     "SPAN_TYPE",
     "TRACE_TAG_PREFIX",
     "AttributeStyle",
+    "attribute_json",
     "decode_any_value_json",
     "encode_json",
-    "encode_protobuf",
-    "protobuf_available",
+    "json_text",
+    "span_attributes",
+    "status_code",
     "trace_id_hex",
+    "trace_tags",
 ]
 
 AttributeStyle = Literal["native", "json"]
@@ -59,6 +66,8 @@ _STATUS_CODES = {"UNSET": 0, "OK": 1, "ERROR": 2}
 _STATUS_NAMES = {0: "UNSET", 1: "OK", 2: "ERROR"}
 _SPAN_KIND_INTERNAL = 1
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# A value as MLflow's exporter writes it into a span attribute (``json.dumps``, non-ASCII kept).
+attribute_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def trace_id_hex(trace_id: str) -> str:
@@ -66,52 +75,62 @@ def trace_id_hex(trace_id: str) -> str:
     return trace_id[3:] if trace_id.startswith("tr-") else trace_id
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+def json_text(text: str) -> str:
+    """A string as JSON text, as ``json.dumps(text, ensure_ascii=False)`` writes it."""
+    return encode_basestring(text)
 
 
-def span_attributes(span: Span, trace: Trace, style: AttributeStyle) -> dict[str, Any]:
+def trace_tags(record: TraceRecord) -> dict[str, str]:
+    """The trace's tags as MLflow has them: the trace name, then the others."""
+    return {NAME_TAG: record.name, **record.tags}
+
+
+def span_attributes(span: SpanRecord, record: TraceRecord,
+                    style: AttributeStyle) -> dict[str, Any]:
     """The attributes a span is exported with, before the AnyValue encoding.
 
+    ``json`` sends the inputs and outputs as the JSON text the tracer recorded (what MLflow's
+    exporter writes: ``json.dumps`` with its defaults), ``native`` as the values it holds.
     The ``json`` style also puts the trace tags on the root span as ``mlflow.traceTag.<key>``
     (what MLflow's server restores tags from when spans are all it gets). The ``native`` style
     leaves them out: the MLflow backend sends the tags in the trace info, and MLflow's UI would
     list them as span attributes, which its own SDK's traces do not have.
     """
     attrs: dict[str, Any] = dict(span.attributes)
-    is_root = span.parent_id is None
     if style == "json":
-        attrs[SPAN_TYPE] = _dumps(span.span_type)
-        if span.inputs is not None:
-            attrs[SPAN_INPUTS] = _dumps(span.inputs)
-        if span.outputs is not None:
-            attrs[SPAN_OUTPUTS] = _dumps(span.outputs)
-        attrs[TRACE_REQUEST_ID] = _dumps(trace.info.trace_id)
+        attrs[SPAN_TYPE] = json_text(span.span_type)
+        if span.inputs_json != "null":
+            attrs[SPAN_INPUTS] = span.inputs_json
+        if span.outputs_json != "null":
+            attrs[SPAN_OUTPUTS] = span.outputs_json
+        attrs[TRACE_REQUEST_ID] = json_text(record.trace_id)
+        if span.parent_id is None:
+            for key, value in trace_tags(record).items():
+                attrs[TRACE_TAG_PREFIX + key] = str(value)
     else:
         attrs[SPAN_TYPE] = span.span_type
-        if span.inputs is not None:
-            attrs[SPAN_INPUTS] = span.inputs
-        if span.outputs is not None:
-            attrs[SPAN_OUTPUTS] = span.outputs
-        attrs[TRACE_REQUEST_ID] = trace.info.trace_id
-    if is_root and style == "json":
-        for key, value in trace.info.tags.items():
-            attrs[TRACE_TAG_PREFIX + key] = str(value)
+        if span.inputs_json != "null":
+            attrs[SPAN_INPUTS] = json.loads(span.inputs_json)
+        if span.outputs_json != "null":
+            attrs[SPAN_OUTPUTS] = json.loads(span.outputs_json)
+        attrs[TRACE_REQUEST_ID] = record.trace_id
     return attrs
 
 
-def status_code(span: Span, style: AttributeStyle) -> int:
-    """OTLP status code; ``native`` (MLflow) reports a span that ended normally as OK, as
-    MLflow's SDK does (its UI shows UNSET as an unknown state)."""
-    code = _STATUS_CODES.get(str(span.status.status_code), 0)
-    if code == 0 and style == "native":
+def status_code(code: str, style: AttributeStyle) -> int:
+    """OTLP status code of a span status ``code``; ``native`` (MLflow) reports a span that
+    ended normally as OK, as MLflow's SDK does (its UI shows UNSET as an unknown state)."""
+    number = _STATUS_CODES.get(str(code), 0)
+    if number == 0 and style == "native":
         return 1
-    return code
+    return number
 
 
 # -- OTLP-JSON ----------------------------------------------------------------------------
 def _any_json(value: Any, style: AttributeStyle) -> dict[str, Any]:
     """An OTLP-JSON ``AnyValue`` (int64 as a decimal string, as the spec's JSON mapping has)."""
+    if value.__class__ is str:  # most values
+        return {"stringValue": value}
     if value is None:
         return {}
     if isinstance(value, bool):
@@ -129,7 +148,7 @@ def _any_json(value: Any, style: AttributeStyle) -> dict[str, Any]:
     if isinstance(value, (bytes, bytearray)):
         return {"bytesValue": base64.b64encode(bytes(value)).decode("ascii")}
     if style == "json":
-        return {"stringValue": _dumps(value)}
+        return {"stringValue": attribute_json(value)}
     if isinstance(value, Mapping):
         return {"kvlistValue": {"values": [
             {"key": str(k), "value": _any_json(v, style)} for k, v in value.items()
@@ -143,139 +162,44 @@ def _kv_json(attrs: Mapping[str, Any], style: AttributeStyle) -> list[dict[str, 
     return [{"key": k, "value": _any_json(v, style)} for k, v in attrs.items()]
 
 
-def _event_json(event: SpanEvent, style: AttributeStyle) -> dict[str, Any]:
-    return {
-        "timeUnixNano": str(event.timestamp),
-        "name": event.name,
-        "attributes": _kv_json(event.attributes, style),
-    }
-
-
-def _span_json(span: Span, trace: Trace, style: AttributeStyle) -> dict[str, Any]:
+def _span_json(span: SpanRecord, record: TraceRecord, style: AttributeStyle) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "traceId": trace_id_hex(trace.info.trace_id),
+        "traceId": trace_id_hex(record.trace_id),
         "spanId": span.span_id,
         "name": span.name,
         "kind": _SPAN_KIND_INTERNAL,
         "startTimeUnixNano": str(span.start_time_ns),
         "endTimeUnixNano": str(span.end_time_ns or span.start_time_ns),
-        "attributes": _kv_json(span_attributes(span, trace, style), style),
-        "status": {"code": status_code(span, style)},
+        "attributes": _kv_json(span_attributes(span, record, style), style),
+        "status": {"code": status_code(span.status_code, style)},
     }
     if span.parent_id:
         out["parentSpanId"] = span.parent_id
-    if span.status.description:
-        out["status"]["message"] = span.status.description
+    if span.status_description:
+        out["status"]["message"] = span.status_description
     if span.events:
-        out["events"] = [_event_json(e, style) for e in span.events]
+        out["events"] = [
+            {"timeUnixNano": str(timestamp), "name": name,
+             "attributes": _kv_json(attributes, style)}
+            for name, timestamp, attributes in span.events
+        ]
     return out
 
 
 def encode_json(
-    traces: Iterable[Trace],
+    records: Iterable[TraceRecord],
     *,
     resource: Mapping[str, Any] | None = None,
     style: AttributeStyle = "json",
 ) -> dict[str, Any]:
     """An ``ExportTraceServiceRequest`` in OTLP-JSON (hex ids, camelCase, int64 as strings)."""
-    spans = [_span_json(s, t, style) for t in traces for s in t.data.spans]
+    spans = [_span_json(s, r, style) for r in records for s in r.spans]
     return {
         "resourceSpans": [{
             "resource": {"attributes": _kv_json(resource or {}, "json")},
             "scopeSpans": [{"scope": {"name": SCOPE_NAME}, "spans": spans}],
         }]
     }
-
-
-# -- protobuf -----------------------------------------------------------------------------
-def protobuf_available() -> bool:
-    try:
-        import opentelemetry.proto.collector.trace.v1.trace_service_pb2  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _set_any(pb: Any, value: Any, style: AttributeStyle) -> None:
-    if value is None:
-        pb.SetInParent()  # an empty AnyValue, as OTLP-JSON's {} reads
-        return
-    if isinstance(value, bool):
-        pb.bool_value = value
-    elif isinstance(value, int):
-        if _INT64_MIN <= value <= _INT64_MAX:
-            pb.int_value = value
-        else:
-            pb.string_value = str(value)
-    elif isinstance(value, float):
-        pb.double_value = value
-    elif isinstance(value, str):
-        pb.string_value = value
-    elif isinstance(value, (bytes, bytearray)):
-        pb.bytes_value = bytes(value)
-    elif style == "json":
-        pb.string_value = _dumps(value)
-    elif isinstance(value, Mapping):
-        kvlist = pb.kvlist_value
-        kvlist.SetInParent()  # an empty dict must still read back as {}
-        for k, v in value.items():
-            kv = kvlist.values.add()
-            kv.key = str(k)
-            _set_any(kv.value, v, style)
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        array = pb.array_value
-        array.SetInParent()
-        for v in value:
-            _set_any(array.values.add(), v, style)
-    else:
-        pb.string_value = str(value)
-
-
-def _add_attrs(repeated: Any, attrs: Mapping[str, Any], style: AttributeStyle) -> None:
-    for key, value in attrs.items():
-        kv = repeated.add()
-        kv.key = key
-        _set_any(kv.value, value, style)
-
-
-def encode_protobuf(
-    traces: Iterable[Trace],
-    *,
-    resource: Mapping[str, Any] | None = None,
-    style: AttributeStyle = "json",
-) -> bytes:
-    """An ``ExportTraceServiceRequest`` serialised as protobuf (needs opentelemetry-proto)."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
-
-    request = ExportTraceServiceRequest()
-    rs = request.resource_spans.add()
-    _add_attrs(rs.resource.attributes, resource or {}, "json")
-    ss = rs.scope_spans.add()
-    ss.scope.name = SCOPE_NAME
-    for trace in traces:
-        tid = bytes.fromhex(trace_id_hex(trace.info.trace_id))
-        for span in trace.data.spans:
-            pb = ss.spans.add()
-            pb.trace_id = tid
-            pb.span_id = bytes.fromhex(span.span_id)
-            if span.parent_id:
-                pb.parent_span_id = bytes.fromhex(span.parent_id)
-            pb.name = span.name
-            pb.kind = _SPAN_KIND_INTERNAL
-            pb.start_time_unix_nano = span.start_time_ns
-            pb.end_time_unix_nano = span.end_time_ns or span.start_time_ns
-            _add_attrs(pb.attributes, span_attributes(span, trace, style), style)
-            pb.status.code = status_code(span, style)
-            if span.status.description:
-                pb.status.message = span.status.description
-            for event in span.events:
-                ev = pb.events.add()
-                ev.time_unix_nano = event.timestamp
-                ev.name = event.name
-                _add_attrs(ev.attributes, event.attributes, style)
-    return request.SerializeToString()
 
 
 # -- reading MLflow's proto-JSON back ------------------------------------------------------

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from routetrace.core.span import LiveSpan
 
 __all__ = ["PREVIEW_MAX_CHARS", "SCHEMA_KEY", "SCHEMA_VERSION", "SpanRecord", "TraceRecord",
-           "build_trace", "record_trace", "to_trace"]
+           "build_trace", "record_of", "record_trace", "to_trace"]
 
 log = logging.getLogger("routetrace")
 
@@ -107,14 +107,20 @@ def record_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trac
     root = live.root
     assert root is not None  # a LiveTrace is created with its root
     spans = live.spans
+    # An attribute dict a deferred hook built of clean plain values (the middleware's, on the
+    # root span): taken as it is unless a processor may have changed it.
+    trusted = None
     for span in spans:
         deferred = span._deferred
         if deferred is not None:
             span._deferred = None
             try:
-                deferred(span)
+                built = deferred(span)
             except Exception:
                 log.warning("routetrace: building span %r failed", span.name, exc_info=True)
+            else:
+                if built is not None and not processors:
+                    trusted = built
     if processors:
         for span in spans:
             run_processors(processors, span)
@@ -124,33 +130,48 @@ def record_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trac
     records = []
     for span in spans:
         end = span.end_time_ns
-        attributes = _attributes(span)
+        attributes = span._attributes
+        if attributes is None:
+            attributes = {}
+        elif attributes is not trusted:
+            attributes = _attributes(span)
         if end is None:
             # Still open when the root ended (e.g. an unconsumed generator): close it there.
             end = max(root_end, span.start_time_ns)
             attributes["routetrace.unfinished"] = True
         parent = span.parent_span_id
+        name = span._name
+        description = span._status_description
         records.append(SpanRecord(
             f"{span.span_id_int:016x}", None if parent is None else f"{parent:016x}",
-            clean(span._name), str(span._span_type), span.start_time_ns, end,
-            span._status, clean(span._status_description),
+            name if name.isascii() else clean(name), str(span._span_type),
+            span.start_time_ns, end, span._status,
+            description if description.isascii() else clean(description),
             span._inputs_json or "null", span._outputs_json or "null",
-            attributes, _events(span),
+            attributes, _events(span) if span._events else None,
         ))
     if live.remote_parent_span_id is not None:
         records[0].attributes["routetrace.remote_parent_span_id"] = (
             f"{live.remote_parent_span_id:016x}"
         )
 
-    request_preview = serialize.truncate(
-        root._inputs_json if live.request_preview is None else clean(live.request_preview),
-        PREVIEW_MAX_CHARS,
-    )
-    response_preview = serialize.truncate(
-        root._outputs_json if live.response_preview is None else clean(live.response_preview),
-        PREVIEW_MAX_CHARS,
-    )
-    tags = {clean(k): clean(v) for k, v in live.tags.items()} if live.tags else {}
+    request_preview = root._inputs_json
+    if live.request_preview is not None:
+        request_preview = clean(live.request_preview)
+    if request_preview is not None and len(request_preview) > PREVIEW_MAX_CHARS:
+        request_preview = serialize.truncate(request_preview, PREVIEW_MAX_CHARS)
+    response_preview = root._outputs_json
+    if live.response_preview is not None:
+        response_preview = clean(live.response_preview)
+    if response_preview is not None and len(response_preview) > PREVIEW_MAX_CHARS:
+        response_preview = serialize.truncate(response_preview, PREVIEW_MAX_CHARS)
+    tags = live.tags
+    if not tags:
+        tags = {}
+    elif "".join(tags).isascii() and "".join(tags.values()).isascii():
+        tags = dict(tags)
+    else:
+        tags = {clean(k): clean(v) for k, v in tags.items()}
     name = tags.pop(NAME_TAG, None) or records[0].name
     metadata = {}
     if live.run_id:
@@ -170,8 +191,8 @@ def record_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trac
     )
 
 
-def to_span(trace_id: str, s: SpanRecord | list) -> Span:
-    """A span of the read model from a record (or the list a store kept of one)."""
+def to_span(trace_id: str, s: SpanRecord) -> Span:
+    """A span of the read model from a record."""
     (span_id, parent_id, name, span_type, start, end, code, description, inputs_json,
      outputs_json, attributes, events) = s
     return Span(
@@ -197,6 +218,29 @@ def to_trace(record: TraceRecord, experiment_id: str = "",
         response_preview=record.response_preview, tags=tags, trace_metadata=metadata,
     )
     return Trace(info, TraceData([to_span(tid, s) for s in record.spans]))
+
+
+def record_of(trace: Trace) -> TraceRecord:
+    """A trace read back or replayed from a spool, as the worker would have built it: the
+    inverse of :func:`to_trace`, for backends that write records."""
+    info = trace.info
+    tags = dict(info.tags)
+    name = tags.pop(NAME_TAG, None)
+    metadata = {k: v for k, v in info.trace_metadata.items()
+                if not (k == SCHEMA_KEY and v == SCHEMA_VERSION)}
+    spans = []
+    for s in trace.data.spans:
+        inputs, outputs = s.io_json()
+        spans.append(SpanRecord(
+            s.span_id, s.parent_id, s.name, s.span_type, s.start_time_ns, s.end_time_ns,
+            str(s.status.status_code), s.status.description, inputs, outputs, s.attributes,
+            [(e.name, e.timestamp, e.attributes) for e in s.events] or None,
+        ))
+    return TraceRecord(
+        info.trace_id, info.experiment_name, name, info.request_time,  # type: ignore[arg-type]
+        info.execution_duration, str(info.state), info.request_preview,  # type: ignore[arg-type]
+        info.response_preview, metadata.get("mlflow.sourceRun"), tags, metadata, spans,
+    )
 
 
 def build_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trace:

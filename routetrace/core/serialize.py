@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["clean", "dumps", "loads", "to_jsonable", "truncate"]
+__all__ = ["clean", "dumps", "encoder", "loads", "to_jsonable", "truncate"]
 
 _MAX_DEPTH = 20
 
@@ -43,7 +44,30 @@ def _fallback(obj: Any) -> Any:
         return f"<unrepresentable {type(obj).__qualname__}>"
 
 
-_encode = json.JSONEncoder(default=_fallback, ensure_ascii=False, allow_nan=False).encode
+def encoder(*, separators: tuple[str, str] = (", ", ": "),
+            default: Callable[[Any], Any] | None = None,
+            allow_nan: bool = True) -> Callable[[Any], str]:
+    """A JSON encoder built once and reused: ``ensure_ascii`` off, no circular check (the
+    callers catch the ``RecursionError`` a cycle ends in).
+
+    ``JSONEncoder.encode`` builds its C encoder anew on every call, which costs about as much
+    as encoding a small dict; the worker encodes a few values a trace.
+    """
+    make = json.encoder.c_make_encoder
+    if make is None:  # an interpreter without the C accelerator
+        return json.JSONEncoder(ensure_ascii=False, separators=separators, default=default,
+                                allow_nan=allow_nan, check_circular=False).encode
+    item_separator, key_separator = separators
+    encode = make(None, default, json.encoder.encode_basestring, None, key_separator,
+                  item_separator, False, False, allow_nan)
+
+    def run(value: Any) -> str:
+        return "".join(encode(value, 0))
+
+    return run
+
+
+_encode = encoder(default=_fallback, allow_nan=False)
 
 
 def clean(text: str) -> str:
@@ -61,7 +85,7 @@ def clean(text: str) -> str:
 def dumps(value: Any) -> str:
     """JSON text for ``value`` (valid UTF-8); never raises."""
     try:
-        text = _encode(value)  # one shared encoder: json.dumps(**kw) builds one per call
+        text = _encode(value)
         if text.isascii() or clean(text) is text:
             return text
         # Lone surrogates inside strings: store them as visible backslash escapes rather

@@ -99,8 +99,9 @@ class LiveSpan(otel_trace.Span):
         self._outputs_json: str | None = None
         self._span_context: SpanContext | None = None
         # Work the request path postponed (the middleware's request/response capture);
-        # the export worker calls it before span processors run.
-        self._deferred: Callable[[LiveSpan], None] | None = None
+        # the export worker calls it before span processors run. It may return the
+        # attributes it set, when they are all of clean plain values (see core/build.py).
+        self._deferred: Callable[[LiveSpan], dict[str, Any] | None] | None = None
 
     # -- identity ---------------------------------------------------------------------
     @property

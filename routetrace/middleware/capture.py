@@ -1,12 +1,10 @@
 """What the request path keeps, and what the export worker builds from it.
 
 The request path only stores references (the scope or environ, the response status and header
-list, body chunks up to the cap) on an :class:`Exchange`. On the export worker,
-:meth:`Exchange.facts` turns them into the :class:`~routetrace.middleware.facts.RequestFacts`
-that may be stored (kept headers decoded, credentials and secret keys replaced, the query
-redacted, captured bodies decoded and scrubbed), and :func:`~routetrace.middleware.facts.apply`
-fills the root span from them (calling the exchange: it is the root span's ``_deferred`` hook,
-run once when the worker builds the trace).
+list, body chunks up to the cap) on an :class:`Exchange`. The exchange is the root span's
+``_deferred`` hook: on the export worker, :func:`~routetrace.middleware.facts.fill` turns it
+into the root span's values in one pass (kept headers decoded, credentials and secret keys
+replaced, the query redacted, captured bodies decoded and scrubbed).
 """
 
 from __future__ import annotations
@@ -14,11 +12,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from routetrace.middleware import frameworks
-from routetrace.middleware.facts import RequestFacts, apply
+from routetrace.middleware.facts import fill
 from routetrace.middleware.guard import report
-from routetrace.middleware.headers import environ_headers, header_filter, scan, text
-from routetrace.middleware.redact import REDACTED, parse_json, scrub_pairs, scrub_text
+from routetrace.middleware.redact import REDACTED, scrub_pairs
 from routetrace.routing.scrub import DEFAULT_POLICY, KeyPolicy
 
 if TYPE_CHECKING:
@@ -52,28 +48,9 @@ def redact_query(query: str, keys: frozenset[str], policy: KeyPolicy = DEFAULT_P
     return scrub_pairs(query, policy, keys)
 
 
-def _body(data: bytes, size: int, cap: int, content_type: str, policy: KeyPolicy) -> Any:
-    """A captured body as stored: parsed JSON or text, the values of secret keys replaced."""
-    truncated = size > cap
-    if not truncated and "json" in content_type:
-        try:
-            return parse_json(data, policy)
-        except (ValueError, RecursionError):
-            pass
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if not (truncated and exc.start >= len(data) - 3):  # not just a cut multi-byte char
-            return f"<{size} bytes of binary data>"
-        text = data[: exc.start].decode("utf-8")
-    text = scrub_text(text, content_type, policy)
-    if truncated:
-        text += f"... [truncated: {size} bytes in total, {cap} kept]"
-    return text
-
-
 class Exchange:
-    """One request's capture: written on the request path, read by :meth:`facts` on the worker."""
+    """One request's capture: written on the request path, read by :func:`.facts.fill` on the
+    worker."""
 
     # Class-level defaults: the request path only assigns what it has, allocating no more.
     scope: Any = None
@@ -146,62 +123,10 @@ class Exchange:
         self.end()
 
     # -- on the export worker --------------------------------------------------------------
-    def facts(self) -> RequestFacts:
-        """What :func:`~routetrace.middleware.facts.apply` needs, with nothing secret left.
-
-        Runs on the export worker for every request: each header list is read once, the
-        query string redacted, and a captured body decoded and scrubbed here, since its
-        secrets can only be found by parsing it.
-        """
-        table, rule = self.table, self.rule
-        policy = rule.key_policy or table.key_policy
-        spec = header_filter(rule.capture_headers, table.redact_headers, policy)
-        first: dict[str, str] = {}  # host, user-agent and content-type, for attributes
-        if self.scope is not None:
-            scope = self.scope
-            kind = "websocket" if scope.get("type") == "websocket" else "http"
-            query = scope.get("query_string")
-            scheme = scope.get("scheme") or ("ws" if kind == "websocket" else "http")
-            client = scope.get("client")
-            protocol = scope.get("http_version")
-            request = scan(scope.get("headers") or (), spec, first)
-            template = frameworks.asgi_route(scope, self.root_path)
-        else:
-            env = self.environ
-            kind = "http"
-            query = env.get("QUERY_STRING")
-            scheme = env.get("wsgi.url_scheme", "http")
-            client = (env.get("REMOTE_ADDR"), env.get("REMOTE_PORT"))
-            protocol = env.get("SERVER_PROTOCOL", "").partition("/")[2] or None
-            request = scan(environ_headers(env), spec, first)
-            template = self.route or frameworks.wsgi_route(env)
-        if query:
-            query = redact_query(text(query), table.redact_query, policy)
-        response_first: dict[str, str] = {}
-        response = scan(self.response_headers or (), spec, response_first)
-        request_body = response_body = None
-        cap = rule.capture_body
-        if cap:
-            if self.req_body is not None:
-                request_body = _body(b"".join(self.req_body)[:cap], self.req_size, cap,
-                                     first.get("content-type", ""), policy)
-            if self.resp_body is not None:
-                response_body = _body(b"".join(self.resp_body)[:cap], self.resp_size, cap,
-                                      response_first.get("content-type", ""), policy)
-        # Positional, in field order: this runs for every request, and binding twenty
-        # keyword arguments costs more than building the record itself.
-        return RequestFacts(
-            rule, kind, self.method, self.path, query or "", scheme, client, protocol, template,
-            request, first.get("host"), first.get("user-agent"), self.status, response,
-            request_body, None if self.req_body is None else self.req_size,
-            response_body, None if self.resp_body is None else self.resp_size,
-            self.disconnected, table.service_name,
-        )
-
-    def __call__(self, span: LiveSpan) -> None:
-        """The deferred half of the capture, done at once.
+    def __call__(self, span: LiveSpan) -> dict[str, Any] | None:
+        """The deferred half of the capture, done at once: see :func:`.facts.fill`.
 
         The exchange itself is the span's ``_deferred`` hook: a bound method would be one
         more object per request for the cyclic garbage collector to track.
         """
-        apply(span, self.facts())
+        return fill(span, self)

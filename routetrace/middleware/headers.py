@@ -13,17 +13,29 @@ from typing import Any, NamedTuple
 from routetrace.middleware.redact import REDACTED
 from routetrace.routing.scrub import KeyPolicy
 
-__all__ = ["HeaderFilter", "environ_headers", "header_filter", "scan", "text"]
+__all__ = ["HeaderFilter", "Name", "environ_headers", "header_filter", "scan", "text"]
 
 # The headers attributes read (``server.address``, ``user_agent.original``, the body's
 # content type), kept whether or not the route table captures them.
 _FIRST = frozenset({"host", "user-agent", "content-type"})
 
 
+class Name(NamedTuple):
+    """What a header filter knows of one name it reads."""
+
+    text: str
+    secret: bool
+    """Its value is replaced, never decoded."""
+    captured: bool
+    """Stored on the span (the other names read are the ones attributes use)."""
+    first: bool
+    """One of the names whose first value attributes read."""
+
+
 class HeaderFilter(NamedTuple):
     """The name sets one route table's header lists come down to, built once per table."""
 
-    keep: frozenset[Any] | None
+    keep: dict[Any, Name] | None
     """Names read, as ``str`` and ``bytes``; None when every header is captured."""
     redact: Any
     """``name in redact`` when a kept header's value must be replaced; None when no kept
@@ -62,7 +74,10 @@ def header_filter(wanted: frozenset[str] | None, redact: frozenset[str],
             names = set(wanted) | set(_FIRST)
             secret = {n for n in names if n in redact or policy.denies(n)}
             secret_any = frozenset(secret) | {n.encode("latin-1") for n in secret}
-            keep = frozenset(names) | {n.encode("latin-1") for n in names}
+            keep: dict[Any, Name] = {}
+            for n in names:
+                keep[n] = keep[n.encode("latin-1")] = Name(n, n in secret, n in wanted,
+                                                           n in _FIRST)
             found = HeaderFilter(keep, secret_any or None, wanted)
         _filters[(wanted, redact, policy)] = found
     return found
@@ -76,32 +91,62 @@ def scan(pairs: Iterable[Any], spec: HeaderFilter, first: dict[str, str], *,
     Names are matched as servers send them (lower-case, as ASGI asks) and lower-cased only
     when they do not match as they are.
     """
-    keep, redact, wanted = spec
-    captured: dict[str, str] = {}
+    keep, redact, _ = spec
     try:
-        for pair in pairs:
-            name = pair[0]
-            if keep is None or name not in keep:
-                name = name.lower()
-                if keep is not None and name not in keep:
-                    continue
-            # The secret test comes first: a replaced value is never decoded.
-            value = REDACTED if redact is not None and name in redact else text(pair[1])
-            name = text(name).lower()
-            if name in _FIRST and name not in first:
-                first[name] = value
-            if wanted is None or name in wanted:
-                previous = captured.get(name)
-                if previous is None:
-                    captured[name] = value
-                elif not (value == REDACTED and previous == REDACTED):
-                    captured[name] = f"{previous}, {value}"
+        if keep is not None:
+            return _scan_listed(pairs, keep, first)
+        return _scan_all(pairs, redact, first)
     except (TypeError, AttributeError):
         if plain:
             raise
         # Names that are neither bytes nor str: once more, with plain names.
         first.clear()
         return scan([(_plain_name(p[0]), p[1]) for p in pairs], spec, first, plain=True)
+
+
+def _scan_all(pairs: Iterable[Any], redact: Any, first: dict[str, str]) -> dict[str, str]:
+    """:func:`scan` when every header is captured."""
+    captured: dict[str, str] = {}
+    for pair in pairs:
+        name = pair[0].lower()
+        # The secret test comes first: a replaced value is never decoded.
+        value = REDACTED if name in redact else text(pair[1])
+        name = text(name).lower()
+        if name in _FIRST and name not in first:
+            first[name] = value
+        previous = captured.get(name)
+        if previous is None:
+            captured[name] = value
+        elif not (value == REDACTED and previous == REDACTED):
+            captured[name] = f"{previous}, {value}"
+    return captured
+
+
+def _scan_listed(pairs: Iterable[Any], keep: dict[Any, Name],
+                 first: dict[str, str]) -> dict[str, str]:
+    """:func:`scan` for a filter that lists the names it reads (the usual case): one lookup
+    a header tells whether it is read, its name as text and what to do with its value."""
+    captured: dict[str, str] = {}
+    for pair in pairs:
+        found = keep.get(pair[0])
+        if found is None:
+            found = keep.get(pair[0].lower())
+            if found is None:
+                continue
+        name, secret, wanted, is_first = found
+        if secret:  # replaced, never decoded
+            value = REDACTED
+        else:
+            value = pair[1]
+            value = value.decode("latin-1") if value.__class__ is bytes else text(value)
+        if is_first and name not in first:
+            first[name] = value
+        if wanted:
+            previous = captured.get(name)
+            if previous is None:
+                captured[name] = value
+            elif not (value == REDACTED and previous == REDACTED):
+                captured[name] = f"{previous}, {value}"
     return captured
 
 

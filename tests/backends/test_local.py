@@ -222,6 +222,8 @@ def test_processes_writing_one_store_at_once(tmp_path, processes):
 
 @pytest.mark.parametrize("layout", [
     pytest.param("CREATE TABLE traces (trace_id TEXT PRIMARY KEY, spans TEXT)", id="format 0"),
+    pytest.param("CREATE TABLE traces (trace_id TEXT, spans TEXT); PRAGMA user_version = 1",
+                 id="format 1, inputs and outputs as strings"),
     pytest.param("CREATE TABLE traces (trace_id TEXT); PRAGMA user_version = 99", id="newer"),
 ])
 def test_a_store_of_another_format_is_refused_naming_the_file(tmp_path, layout):
@@ -247,7 +249,7 @@ def test_a_new_store_is_stamped_with_its_format_and_reopened(store):
     _make("a")
     assert [t.info.tags["mlflow.traceName"] for t in traces_of()] == ["a"]
     conn = sqlite3.connect(store.db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     conn.close()
     again = LocalStore(store.db_path)
     assert [t.info.tags["mlflow.traceName"] for t in again.search_traces()] == ["a"]
@@ -265,3 +267,60 @@ def test_a_bad_filter_or_experiment_id_never_creates_the_store(tmp_path):
     with pytest.raises(ValueError):
         store.delete_traces(experiment_id="chat", max_traces=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def _records(count: int, first: int = 0) -> list:
+    from routetrace.core.build import SpanRecord, TraceRecord
+
+    start = 1_764_000_000_000
+    return [
+        TraceRecord(
+            f"tr-{k + 1:032x}", None, "GET /x", start + k, 1, "OK", '{"path":"/x"}', None, None,
+            {"route": "/x", "k": str(k)}, {"service": "bench"},
+            [SpanRecord(f"{k + 1:016x}", None, "GET /x", "UNKNOWN", (start + k) * 10**6,
+                        (start + k) * 10**6 + 1000, "OK", "", '{"path":"/x"}', "null",
+                        {"http.route": "/x"}, None)],
+        )
+        for k in range(first, first + count)
+    ]
+
+
+def _fresh_connection(store, tmp_path) -> sqlite3.Connection:
+    _make("creates the store")
+    routetrace.flush()
+    return sqlite3.connect(tmp_path / "mlruns" / "routetrace.sqlite", isolation_level=None)
+
+
+def test_a_batch_is_written_in_a_few_statements_not_one_per_row(store, tmp_path):
+    """executemany steps SQLite once per row, letting go of the GIL each time: an export
+    thread sharing the GIL with a busy event loop then crawls, and its queue grows."""
+    from routetrace.backends.local.write import store_records
+
+    conn = _fresh_connection(store, tmp_path)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    store_records(conn, 0, _records(600))
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert len(inserts) <= 20  # 600 traces, 1 200 tags, 600 metadata rows
+    assert conn.execute("SELECT count(*) FROM traces WHERE experiment_id = 0").fetchone()[0] == 601
+    assert conn.execute("SELECT count(*) FROM trace_tags WHERE key = 'k'").fetchone()[0] == 600
+    assert routetrace.get_trace("tr-" + f"{600:032x}").info.tags["k"] == "599"
+
+
+def test_a_low_sqlite_parameter_limit_still_stores_every_trace(store, tmp_path):
+    from routetrace.backends.local.write import store_records
+
+    conn = _fresh_connection(store, tmp_path)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 40)  # two trace rows a statement
+    store_records(conn, 0, _records(37))
+    assert conn.execute("SELECT count(*) FROM traces").fetchone()[0] == 38
+
+
+def test_a_batch_overlapping_stored_traces_adds_only_the_new_ones(store, tmp_path):
+    from routetrace.backends.local.write import store_records
+
+    conn = _fresh_connection(store, tmp_path)
+    store_records(conn, 0, _records(300))
+    store_records(conn, 0, _records(300, first=200))
+    assert conn.execute("SELECT count(*) FROM traces").fetchone()[0] == 501
+    assert conn.execute("SELECT count(*) FROM trace_tags WHERE key = 'k'").fetchone()[0] == 500

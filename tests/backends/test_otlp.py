@@ -16,6 +16,8 @@ from routetrace import SpanType
 from routetrace.backends import backend_for_uri
 from routetrace.backends import otlp_encoding as enc
 from routetrace.backends.otlp import OtlpBackend, endpoint_from_uri
+from routetrace.backends.otlp_protobuf import encode_protobuf
+from routetrace.core.build import TraceRecord, record_of
 from tests.fixtures.servers import loopback_http_server
 
 trace_service_pb2 = pytest.importorskip(
@@ -151,6 +153,10 @@ def test_backend_for_uri_maps_otlp(tmp_path) -> None:
     assert isinstance(backend_for_uri("otlp+http://127.0.0.1:1", load_settings({})), OtlpBackend)
 
 
+def _sample_record() -> TraceRecord:
+    return record_of(_sample_trace())
+
+
 def _sample_trace() -> routetrace.Trace:
     from routetrace.core.model import Span, SpanEvent, SpanStatus, Trace, TraceData, TraceInfo
 
@@ -165,7 +171,7 @@ def _sample_trace() -> routetrace.Trace:
 
 
 def test_otlp_json_follows_the_spec() -> None:
-    doc = enc.encode_json([_sample_trace()], resource={"service.name": "s"})
+    doc = enc.encode_json([_sample_record()], resource={"service.name": "s"})
     span = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
     assert span["traceId"] == "ab" * 16  # hex, not base64
     assert span["spanId"] == "00000000000000a1"
@@ -185,7 +191,7 @@ def test_protobuf_and_json_encodings_agree() -> None:
     from google.protobuf.json_format import ParseDict
 
     for style in ("json", "native"):
-        doc = enc.encode_json([_sample_trace()], resource={"service.name": "s"}, style=style)
+        doc = enc.encode_json([_sample_record()], resource={"service.name": "s"}, style=style)
         for span in doc["resourceSpans"][0]["scopeSpans"][0]["spans"]:
             for key in ("traceId", "spanId", "parentSpanId"):
                 if key in span:
@@ -193,12 +199,12 @@ def test_protobuf_and_json_encodings_agree() -> None:
         from_json = ParseDict(doc, trace_service_pb2.ExportTraceServiceRequest())
         from_pb = trace_service_pb2.ExportTraceServiceRequest()
         from_pb.ParseFromString(
-            enc.encode_protobuf([_sample_trace()], resource={"service.name": "s"}, style=style))
+            encode_protobuf([_sample_record()], resource={"service.name": "s"}, style=style))
         assert from_json == from_pb, style
 
 
 def test_native_style_sends_typed_values_and_ok_status() -> None:
-    doc = enc.encode_json([_sample_trace()], style="native")
+    doc = enc.encode_json([_sample_record()], style="native")
     spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
     root_attrs = {a["key"]: a["value"] for a in spans[0]["attributes"]}
     assert root_attrs["mlflow.spanInputs"] == {

@@ -38,3 +38,12 @@ def test_an_otlp_exporter_is_counted_by_what_the_loopback_sink_received(
     result = _inprocess("routetrace-otlp", tmp_path, n=100, warm=20)
     assert result["kept"] == 120  # every root span decoded from the protobuf it was sent
     assert result["export_us"] > 0
+
+
+def test_the_floor_costs_only_its_request_path_and_keeps_nothing(tmp_path: Path) -> None:
+    result = _inprocess("floor", tmp_path)
+    assert result["kept"] is None  # its records go to a bounded deque, nowhere else
+    assert result["request_us"] > 0
+    assert abs(result["export_us"]) < 1  # no other thread: nothing exported
+    parts = result["request_us"] + result["export_us"] + result["build_us"]
+    assert abs(result["total_us"] - parts) < 1e-6

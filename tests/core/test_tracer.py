@@ -57,3 +57,47 @@ def test_the_core_traces_into_whatever_exporter_and_backend_it_is_handed():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout.split("\n")
     assert out[:2] == ["['handled']", "['core']"]
+
+
+def test_a_trace_id_starts_with_its_start_time_in_milliseconds(tracer):
+    start = 1_764_000_000_123_456_789
+    span = tracer.start_span("t", parent=None, start_time_ns=start)
+    assert span.trace.trace_id >> 80 == start // 1_000_000
+    span.end()
+
+
+def test_later_traces_have_larger_ids_so_a_store_appends_them(tracer):
+    """A store indexes traces by id: random ids put every write all over the index."""
+    ids = []
+    start = 1_764_000_000_000_000_000
+    for k in range(50):
+        span = tracer.start_span("t", parent=None, start_time_ns=start + k * 1_000_000)
+        ids.append(f"{span.trace.trace_id:032x}")
+        span.end()
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 50
+
+
+def test_the_right_most_80_bits_of_trace_ids_are_random(tracer):
+    """W3C Trace Context: samplers read the randomness on the right."""
+    start = 1_764_000_000_000_000_000
+    low = []
+    for _ in range(400):
+        span = tracer.start_span("t", parent=None, start_time_ns=start)
+        low.append(span.trace.trace_id & ((1 << 80) - 1))
+        span.end()
+    assert len(set(low)) == 400
+    mean_bits = sum(bin(x).count("1") for x in low) / len(low)
+    assert 37 < mean_bits < 43  # 40 expected of 80 random bits
+
+
+def test_a_trace_continued_from_a_traceparent_keeps_the_callers_id(tracer):
+    remote = 0x0AF7651916CD43DD8448EB211C80319C
+    span = tracer.start_root("t", "UNKNOWN", None, None, None, (remote, 0xB7AD6B7169203331))
+    assert span.trace.trace_id == remote
+    span.end()
+
+
+def test_a_hand_given_start_before_1970_still_makes_a_valid_id():
+    tid = tracer_mod.new_trace_id(-5_000_000)
+    assert 0 < tid < 1 << 128

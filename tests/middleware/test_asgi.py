@@ -820,11 +820,11 @@ def test_websocket_session_is_one_trace() -> None:
 # -- never break the app --------------------------------------------------------------------
 def test_failing_deferred_builder_does_not_touch_the_response(hello_app: Any,
                                                              monkeypatch: Any) -> None:
-    def broken(self: Exchange) -> None:
+    def broken(self: Exchange, span: Any) -> None:
         raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "nope")
 
-    # ``facts`` is the deferred capture's first step when the worker builds the trace.
-    monkeypatch.setattr(Exchange, "facts", broken)
+    # The exchange is the deferred capture, called when the worker builds the trace.
+    monkeypatch.setattr(Exchange, "__call__", broken)
     sent = call(TracingMiddleware(hello_app))
     assert sent.body == b"hello"
     assert len(traces_of()) == 1  # exported without the request details
@@ -857,6 +857,8 @@ def test_weird_requests_are_traced_without_failing(hello_app: Any) -> None:
     assert root.inputs["headers"]["x-bin"] == "\xff\xfe"
     assert "body" not in root.inputs  # the app never read it: routetrace reads nothing itself
     assert root.inputs["path"] == "/caf\\udcc3\\udca9/\x00"
+    assert root.attributes["url.path"] == "/caf\\udcc3\\udca9/\x00"
+    assert root.attributes["url.query"] == "\xff=\xfe"
 
 
 def test_json_response_of_a_real_app_is_identical_with_and_without(hello_app: Any) -> None:

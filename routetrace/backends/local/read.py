@@ -1,7 +1,8 @@
 """Reading the local store: one trace, a search, a count.
 
-Reading shows what was stored; it never builds anything. The spans (one JSON text per trace)
-are decoded only when asked for, so a listing never pays for them.
+Reading shows what was stored; it never builds anything. The spans (one JSON text per trace,
+inputs and outputs in it as JSON values) are decoded once, and only when asked for, so a
+listing never pays for them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from collections.abc import Callable
 from routetrace.backends import filters
 from routetrace.backends.base import TraceQuery
 from routetrace.backends.local.schema import TRACE_COLUMNS
-from routetrace.core.build import NAME_TAG, SCHEMA_KEY, SCHEMA_VERSION, to_span
-from routetrace.core.model import Trace, TraceData, TraceInfo
+from routetrace.core.build import NAME_TAG, SCHEMA_KEY, SCHEMA_VERSION
+from routetrace.core.model import Span, SpanEvent, SpanStatus, Trace, TraceData, TraceInfo
 
 __all__ = ["CHUNK", "count", "experiment_id_of", "load", "search"]
 
@@ -120,6 +121,19 @@ def _rows_to_traces(
             trace_metadata=meta[r[0]],
         )
         # The spans are decoded only when asked for: a listing never pays for them.
-        spans = [to_span(r[0], s) for s in json.loads(r[11])] if include_spans else []
+        spans = [_span(r[0], s) for s in json.loads(r[11])] if include_spans else []
         out.append(Trace(info, TraceData(spans)))
     return out
+
+
+def _span(trace_id: str, stored: list) -> Span:
+    """A span from its array in the ``spans`` column (see ``write._spans_text``)."""
+    (span_id, parent_id, name, span_type, start, end, code, description, attributes, events,
+     inputs, outputs) = stored
+    return Span(
+        trace_id=trace_id, span_id=span_id, parent_id=parent_id, name=name,
+        span_type=span_type, start_time_ns=start, end_time_ns=end,
+        status=SpanStatus(code, description), inputs=inputs, outputs=outputs,
+        attributes=attributes,
+        events=[SpanEvent(n, ts, a) for n, ts, a in events] if events else [],
+    )

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from routetrace.backends.base import BackendError
 
-__all__ = ["DB_FILENAME", "INSERT_TRACE", "STORE_FORMAT", "TRACE_COLUMNS", "create_tables"]
+__all__ = ["DB_FILENAME", "INSERT_TRACE", "INSERT_TRACE_HEAD", "STORE_FORMAT", "TRACE_COLUMNS",
+           "create_tables"]
 
 DB_FILENAME = "routetrace.sqlite"
 # PRAGMA user_version of a store this version writes: the layout of the ``spans`` column.
-STORE_FORMAT = 1
+STORE_FORMAT = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -64,11 +65,11 @@ CREATE TABLE IF NOT EXISTS trace_metadata (
 ) WITHOUT ROWID;
 """
 
-INSERT_TRACE = (
+INSERT_TRACE_HEAD = (
     "INSERT INTO traces (trace_id, experiment_id, name, request_time, execution_duration, "
-    "state, request_preview, response_preview, run_id, span_count, spans) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "state, request_preview, response_preview, run_id, span_count, spans)"
 )
+INSERT_TRACE = INSERT_TRACE_HEAD + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 TRACE_COLUMNS = (
     "t.trace_id, t.experiment_id, e.name, t.request_time, t.execution_duration, t.state, "
     "t.request_preview, t.response_preview, t.run_id, t.span_count, t.name"

@@ -3,31 +3,31 @@
 The export worker hands over each trace built once (a
 :class:`~routetrace.core.build.TraceRecord`) and it is stored in its final form: one row of
 ``traces`` with the columns searches and listings read, plus a row per tag and metadata entry.
-The spans are one JSON text per trace (a list of arrays, inputs and outputs kept as the JSON
-text they were recorded as), encoded once on the way in. Every batch is one
+The spans are one JSON text per trace (a list of arrays, the inputs and outputs in them as JSON
+values: the text they were recorded as, spliced in), encoded once on the way in. Every batch is one
 ``BEGIN IMMEDIATE`` transaction; trace ids are primary keys, so writing a trace twice is
 harmless, and two halves of one distributed trace are merged span by span.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Iterable
+from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from routetrace.backends.base import TraceSelection
 from routetrace.backends.local.read import CHUNK, load
-from routetrace.backends.local.schema import INSERT_TRACE
+from routetrace.backends.local.schema import INSERT_TRACE, INSERT_TRACE_HEAD
 from routetrace.core.build import (
-    NAME_TAG,
-    SCHEMA_KEY,
-    SCHEMA_VERSION,
     SpanRecord,
     TraceRecord,
+    record_of,
     to_trace,
 )
 from routetrace.core.model import Trace, TraceData, TraceInfo, parse_trace_id
+from routetrace.core.serialize import encoder
 
 __all__ = ["delete", "store_records"]
 
@@ -38,10 +38,10 @@ def store_records(conn: sqlite3.Connection, exp_id: int,
     push), in one transaction."""
     by_id: dict[str, TraceRecord] = {}
     for item in records:
-        record = item if item.__class__ is TraceRecord else _record_of(item)  # type: ignore[arg-type]
+        record = item if item.__class__ is TraceRecord else record_of(item)  # type: ignore[arg-type]
         tid = record.trace_id  # type: ignore[union-attr]
         if tid in by_id:
-            record = _record_of(_merge(to_trace(by_id[tid]), to_trace(record)))  # type: ignore[arg-type]
+            record = record_of(_merge(to_trace(by_id[tid]), to_trace(record)))  # type: ignore[arg-type]
         by_id[tid] = record  # type: ignore[assignment]
     rows = _rows(exp_id, by_id.values())
     conn.execute("BEGIN IMMEDIATE")
@@ -56,7 +56,7 @@ def store_records(conn: sqlite3.Connection, exp_id: int,
 def _write(conn: sqlite3.Connection, exp_id: int, by_id: dict[str, TraceRecord],
            rows: tuple[list, list, list]) -> None:
     before = conn.total_changes
-    conn.executemany(INSERT_TRACE + " ON CONFLICT (trace_id) DO NOTHING", rows[0])
+    _insert(conn, INSERT_TRACE_HEAD, rows[0], " ON CONFLICT (trace_id) DO NOTHING")
     if conn.total_changes - before < len(rows[0]):
         # Rare: some trace ids are stored already (a replay, or the other half of a
         # distributed trace). Merge those span by span and rewrite them.
@@ -67,11 +67,48 @@ def _write(conn: sqlite3.Connection, exp_id: int, by_id: dict[str, TraceRecord],
             merged = _merge(existing, to_trace(by_id[tid]))
             if merged.data.spans != existing.data.spans or merged.info != existing.info:
                 conn.execute("DELETE FROM traces WHERE trace_id = ?", (tid,))
-                conn.executemany(INSERT_TRACE, _rows(exp_id, [_record_of(merged)])[0])
+                conn.executemany(INSERT_TRACE, _rows(exp_id, [record_of(merged)])[0])
     if rows[1]:
-        conn.executemany("INSERT OR REPLACE INTO trace_tags VALUES (?, ?, ?)", rows[1])
+        _insert(conn, "INSERT OR REPLACE INTO trace_tags", rows[1])
     if rows[2]:
-        conn.executemany("INSERT OR REPLACE INTO trace_metadata VALUES (?, ?, ?)", rows[2])
+        _insert(conn, "INSERT OR REPLACE INTO trace_metadata", rows[2])
+
+
+# Rows per INSERT statement: a power of two, so a batch needs at most a handful of statement
+# shapes, all kept in the connection's statement cache.
+_MAX_ROWS_PER_STATEMENT = 256
+
+
+def _insert(conn: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") -> None:
+    """Insert ``rows`` with as few statements as the parameter limit allows.
+
+    ``executemany`` steps SQLite once per row, and each step lets go of the GIL: with the
+    event loop busy, the export thread then waits for the GIL again after every row, falls
+    behind and lets its queue grow. One multi-row statement steps once.
+    """
+    width = len(rows[0])
+    limit = _rows_per_statement(conn, width)
+    done, total = 0, len(rows)
+    while done < total:
+        size = min(limit, 1 << ((total - done).bit_length() - 1))
+        conn.execute(_statement(head, width, size, tail),
+                     list(chain.from_iterable(rows[done : done + size])))
+        done += size
+
+
+def _rows_per_statement(conn: sqlite3.Connection, width: int) -> int:
+    getlimit = getattr(conn, "getlimit", None)  # Python 3.11+
+    variables = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit else 999
+    rows = _MAX_ROWS_PER_STATEMENT
+    while rows > 1 and rows * width > variables:
+        rows //= 2
+    return rows
+
+
+@lru_cache(maxsize=64)
+def _statement(head: str, width: int, rows: int, tail: str) -> str:
+    one = "(" + ", ".join("?" * width) + ")"
+    return f"{head} VALUES {', '.join([one] * rows)}{tail}"
 
 
 def delete(connect: Callable[[], sqlite3.Connection], selection: TraceSelection) -> int:
@@ -132,22 +169,21 @@ def _merge(old: Trace, new: Trace) -> Trace:
     return Trace(info, TraceData(merged_spans))
 
 
-# One shared encoder: json.dumps(**kw) builds one per call. ASCII-safe text in, as the
-# worker's build cleans every string; ``default`` only for values a processor set oddly.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str,
-                           check_circular=False).encode
+# Clean text in, as the worker's build cleans every string; ``default`` only for values a
+# processor set oddly.
+_encode = encoder(separators=(",", ":"), default=str)
 
 
 def _rows(exp_id: int, records: Iterable[TraceRecord]) -> tuple[list, list, list]:
     """The rows of ``traces``, ``trace_tags`` and ``trace_metadata`` for ``records``: one
-    JSON encode a trace (its spans)."""
+    JSON encode a span, its inputs and outputs spliced in as the JSON text they already are."""
     trace_rows = []
     tag_rows = []
     meta_rows = []
     for (tid, _, name, request_time, duration, state, request_preview, response_preview,
          run_id, tags, metadata, spans) in records:
         trace_rows.append((tid, exp_id, name, request_time, duration, state, request_preview,
-                           response_preview, run_id, len(spans), _encode(spans)))
+                           response_preview, run_id, len(spans), _spans_text(spans)))
         if tags:
             tag_rows.extend((tid, k, v) for k, v in tags.items())
         if metadata:
@@ -155,23 +191,11 @@ def _rows(exp_id: int, records: Iterable[TraceRecord]) -> tuple[list, list, list
     return trace_rows, tag_rows, meta_rows
 
 
-def _record_of(trace: Trace) -> TraceRecord:
-    """A trace read back or replayed from a spool, as the worker would have built it."""
-    info = trace.info
-    tags = dict(info.tags)
-    name = tags.pop(NAME_TAG, None)
-    metadata = {k: v for k, v in info.trace_metadata.items()
-                if not (k == SCHEMA_KEY and v == SCHEMA_VERSION)}
-    spans = []
-    for s in trace.data.spans:
-        inputs, outputs = s.io_json()
-        spans.append(SpanRecord(
-            s.span_id, s.parent_id, s.name, s.span_type, s.start_time_ns, s.end_time_ns,
-            str(s.status.status_code), s.status.description, inputs, outputs, s.attributes,
-            [(e.name, e.timestamp, e.attributes) for e in s.events] or None,
-        ))
-    return TraceRecord(
-        info.trace_id, info.experiment_name, name, info.request_time,  # type: ignore[arg-type]
-        info.execution_duration, str(info.state), info.request_preview,  # type: ignore[arg-type]
-        info.response_preview, metadata.get("mlflow.sourceRun"), tags, metadata, spans,
-    )
+def _spans_text(spans: list[SpanRecord]) -> str:
+    """The ``spans`` column: a JSON list with one array a span, its fields in the order of
+    :class:`SpanRecord` but with inputs and outputs last, as JSON values (not strings) so
+    that reading a trace decodes it once. Each span's other fields are encoded and the
+    inputs' and outputs' text put after them (``[...]`` becomes ``[...,inputs,outputs]``)."""
+    return "[" + ",".join([
+        f"{_encode(span[:8] + span[10:])[:-1]},{span[8]},{span[9]}]" for span in spans
+    ]) + "]"

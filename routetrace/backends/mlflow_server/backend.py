@@ -21,6 +21,7 @@ from routetrace.backends.mlflow_server import experiments
 from routetrace.backends.mlflow_server.read import TraceReader
 from routetrace.backends.mlflow_server.rest import V3, RestClient
 from routetrace.backends.mlflow_server.write import TraceWriter
+from routetrace.core.build import TraceRecord
 from routetrace.core.destination import Experiment
 from routetrace.core.model import Trace, parse_trace_id
 
@@ -117,8 +118,12 @@ class MlflowServerBackend(Backend):
         experiments.end_run(self._rest, run_id, status)
 
     # -- writing and reading --------------------------------------------------------------
+    def write_records(self, experiment: ExperimentInfo,
+                      records: list[TraceRecord] | list[Trace]) -> None:
+        self._writer.write_records(experiment, records)
+
     def write_traces(self, experiment: ExperimentInfo, traces: list[Trace]) -> None:
-        self._writer.write_traces(experiment, traces)
+        self._writer.write_records(experiment, traces)
 
     def get_trace(self, trace_id: str) -> Trace | None:
         return self._reader.get_trace(parse_trace_id(trace_id))
@@ -170,7 +175,7 @@ class MlflowServerBackend(Backend):
 
     def stats(self) -> dict[str, Any]:
         return {"backend": "mlflow", "uri": self.uri,
-                "encoding": "protobuf" if self._writer.use_protobuf else "json",
+                "encoding": "protobuf",
                 "experiments_cached": len(self._experiments)}
 
     def after_fork(self) -> None:

@@ -1,10 +1,10 @@
 """Writing traces to an MLflow server, as MLflow's own SDK does for a trace, batched:
 
-1. ``POST /v1/traces`` (OTLP, protobuf when ``opentelemetry-proto`` is installed, OTLP-JSON
-   otherwise) with every span of the batch, header ``x-mlflow-experiment-id`` (and
-   ``x-mlflow-run-id`` for the traces of a run: one request per experiment and run). The
-   server derives the trace's time, duration, state, name and ``mlflow.traceTag.*`` tags from
-   the spans.
+1. ``POST /v1/traces`` (OTLP protobuf, written straight from the export worker's records by
+   :mod:`routetrace.backends.otlp_protobuf`) with every span of the batch, header
+   ``x-mlflow-experiment-id`` (and ``x-mlflow-run-id`` for the traces of a run: one request
+   per experiment and run). The server derives the trace's time, duration, state, name and
+   ``mlflow.traceTag.*`` tags from the spans.
 2. ``POST /api/3.0/mlflow/traces`` (``StartTraceV3``) per trace with the full trace info: the
    previews (custom ones included), metadata (run link, schema version), tags. The server
    derives previews from the root span's inputs/outputs in its own way and keeps no metadata
@@ -23,9 +23,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from routetrace.backends import mlflow_metadata
-from routetrace.backends import otlp_encoding as enc
-from routetrace.backends.base import ExperimentInfo
+from routetrace.backends.base import ExperimentInfo, records_of
 from routetrace.backends.mlflow_server.rest import OTLP_PATH, V3, RestClient
+from routetrace.backends.otlp_protobuf import encode_protobuf
+from routetrace.core.build import TraceRecord, to_trace
 from routetrace.core.model import METADATA_CLIENT_REQUEST_ID, Trace
 
 if TYPE_CHECKING:
@@ -59,7 +60,6 @@ class TraceWriter:
 
     def __init__(self, rest: RestClient, settings: Settings) -> None:
         self._rest = rest
-        self.use_protobuf = enc.protobuf_available()
         self._resource: dict[str, Any] = {}
         if settings.service_name:
             self._resource["service.name"] = settings.service_name
@@ -70,16 +70,24 @@ class TraceWriter:
             "mlflow.source.type": "LOCAL",
         }
 
-    def write_traces(self, experiment: ExperimentInfo, traces: list[Trace]) -> None:
-        if not traces:
+    def write_records(self, experiment: ExperimentInfo,
+                      items: list[TraceRecord] | list[Trace]) -> None:
+        """Write the worker's records (or traces read back from a spool): the spans are
+        encoded from the records as they are; the trace infos are worked out from the read
+        model, as MLflow's client computes them."""
+        if not items:
             return
-        by_run: dict[str | None, list[Trace]] = {}
-        for trace in traces:
-            by_run.setdefault(trace.info.trace_metadata.get("mlflow.sourceRun"), []).append(trace)
+        records = records_of(items)
+        by_run: dict[str | None, list[TraceRecord]] = {}
+        for record in records:
+            by_run.setdefault(record.run_id, []).append(record)
         for run_id, group in by_run.items():
             self._post_spans(experiment, run_id, group)
+        traces = [item if item.__class__ is Trace
+                  else to_trace(item, experiment.experiment_id, experiment.name)  # type: ignore[arg-type]
+                  for item in items]
         if len(traces) == 1:
-            self._post_info(experiment, traces[0])
+            self._post_info(experiment, traces[0])  # type: ignore[arg-type]
             return
         # MLflow has no batch call for trace infos: a batch's calls go out side by side
         # (a backlog after an outage is hundreds of them), and the first failure fails the
@@ -91,24 +99,18 @@ class TraceWriter:
             for done in [pool.submit(self._post_info, experiment, t) for t in traces]:
                 done.result()
 
-    def encode_spans(self, traces: list[Trace]) -> tuple[bytes, str]:
-        """The OTLP body for ``traces`` and its content type."""
-        if self.use_protobuf:
-            body = enc.encode_protobuf(traces, resource=self._resource, style="native")
-            return body, "application/x-protobuf"
-        import json
-
-        doc = enc.encode_json(traces, resource=self._resource, style="native")
-        return json.dumps(doc, ensure_ascii=False, default=str).encode(), "application/json"
+    def encode_spans(self, records: list[TraceRecord]) -> bytes:
+        """The OTLP protobuf body for ``records``."""
+        return encode_protobuf(records, resource=self._resource, style="native")
 
     def _post_spans(self, experiment: ExperimentInfo, run_id: str | None,
-                    traces: list[Trace]) -> None:
-        body, content_type = self.encode_spans(traces)
-        headers = {"content-type": content_type, EXPERIMENT_HEADER: experiment.experiment_id}
+                    records: list[TraceRecord]) -> None:
+        headers = {"content-type": "application/x-protobuf",
+                   EXPERIMENT_HEADER: experiment.experiment_id}
         if run_id:
             headers[RUN_HEADER] = run_id
-        self._rest.request("POST", OTLP_PATH, content=body, headers=headers,
-                           what=f"{len(traces)} traces on {OTLP_PATH}")
+        self._rest.request("POST", OTLP_PATH, content=self.encode_spans(records),
+                           headers=headers, what=f"{len(records)} traces on {OTLP_PATH}")
 
     def trace_info_body(self, experiment: ExperimentInfo, trace: Trace) -> dict[str, Any]:
         """``StartTraceV3``'s JSON body: the trace info as MLflow's client sends it."""

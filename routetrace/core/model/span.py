@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from routetrace.core import serialize
+
 __all__ = ["Span", "SpanEvent", "SpanStatus"]
 
 
@@ -143,9 +145,13 @@ class Span:
         return {**self.to_dict_without_io(), "inputs": self.inputs, "outputs": self.outputs}
 
     def io_json(self) -> tuple[str, str]:
-        """The inputs and outputs as JSON text, without decoding text that is already held."""
-        inputs = self._inputs_json if self._inputs_json is not None else _dump(self._inputs)
-        outputs = self._outputs_json if self._outputs_json is not None else _dump(self._outputs)
+        """The inputs and outputs as JSON text, without decoding text that is already held;
+        values are encoded as the tracer records them (``serialize.dumps``), so a trace
+        replayed from a spool carries the same text as one sent first hand."""
+        inputs = (self._inputs_json if self._inputs_json is not None
+                  else serialize.dumps(self._inputs))
+        outputs = (self._outputs_json if self._outputs_json is not None
+                   else serialize.dumps(self._outputs))
         return inputs, outputs
 
     def to_json(self) -> str:
