@@ -115,10 +115,7 @@ def _scan_all(pairs: Iterable[Any], redact: Any, first: dict[str, str]) -> dict[
         if name in _FIRST and name not in first:
             first[name] = value
         previous = captured.get(name)
-        if previous is None:
-            captured[name] = value
-        elif not (value == REDACTED and previous == REDACTED):
-            captured[name] = f"{previous}, {value}"
+        captured[name] = value if previous is None else _joined(previous, value)
     return captured
 
 
@@ -143,11 +140,15 @@ def _scan_listed(pairs: Iterable[Any], keep: dict[Any, Name],
             first[name] = value
         if wanted:
             previous = captured.get(name)
-            if previous is None:
-                captured[name] = value
-            elif not (value == REDACTED and previous == REDACTED):
-                captured[name] = f"{previous}, {value}"
+            captured[name] = value if previous is None else _joined(previous, value)
     return captured
+
+
+def _joined(previous: str, value: str) -> str:
+    """A repeated header's values, as HTTP joins them; one REDACTED stands for many."""
+    if value == REDACTED and previous == REDACTED:
+        return previous
+    return f"{previous}, {value}"
 
 
 def _plain_name(name: Any) -> bytes | str:

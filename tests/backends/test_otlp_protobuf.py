@@ -17,6 +17,7 @@ from routetrace.core.live_trace import LiveTrace
 from routetrace.core.model import Trace
 from routetrace.core.tracer import Tracer
 from routetrace.middleware import TracingMiddleware
+from tests.fixtures.asgi import read_body
 from tests.middleware.conftest import call
 
 trace_service_pb2 = pytest.importorskip(
@@ -122,12 +123,7 @@ def _reference(traces: list[Trace], resource: Mapping[str, Any], style: str) -> 
 
 # -- the traces ---------------------------------------------------------------------------
 async def _app(scope: dict, receive: Any, send: Any) -> None:
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     with routetrace.start_span("llm", span_type="LLM") as span:
         span.set_inputs({"prompt": body.decode("utf-8", "replace"), "n": [1, 2.5, None]})
         span.set_attributes({

@@ -22,6 +22,7 @@ from routetrace.core.live_trace import LiveTrace
 from routetrace.core.tracer import Tracer
 from routetrace.middleware import TracingMiddleware, WSGITracingMiddleware
 from tests.conftest import traces_of
+from tests.fixtures.asgi import read_body
 from tests.middleware.conftest import call, drive, make_scope
 
 CONFIG = {
@@ -49,12 +50,7 @@ def held(tracer: Tracer, monkeypatch: pytest.MonkeyPatch) -> list[LiveTrace]:
 
 
 async def chat_app(scope: dict, receive: Any, send: Any) -> None:
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     with routetrace.start_span("llm", span_type="LLM") as span:
         span.set_inputs({"prompt": body.decode("utf-8", "replace")})
         span.set_attributes({"model": "m", "temperature": 0.5, "opaque": Opaque(),

@@ -24,6 +24,7 @@ import routetrace
 from routetrace.core.otel_bridge import current_request
 from routetrace.middleware import TracingMiddleware, WSGITracingMiddleware
 from tests.conftest import traces_of
+from tests.fixtures.asgi import read_body
 from tests.middleware.conftest import call, only_trace
 
 SNAPSHOT = Path(__file__).parent / "data" / "stored_corpus.json"
@@ -42,12 +43,7 @@ CONFIG = {
 
 
 async def _asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     if scope["path"] == "/boom":
         raise ValueError("the model is down")
     with routetrace.start_span("answer", span_type="LLM") as span:

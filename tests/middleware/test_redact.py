@@ -31,6 +31,7 @@ import routetrace
 from routetrace.core.tracer import Tracer
 from routetrace.middleware import TracingMiddleware, WSGITracingMiddleware
 from tests.conftest import traces_of
+from tests.fixtures.asgi import read_body
 from tests.fixtures.servers import free_port, wait_until
 from tests.middleware.conftest import call, only_trace
 
@@ -57,12 +58,7 @@ def store_bytes(tracer: Tracer) -> bytes:
 
 async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Answers the request's own body with its content type, and a secret response header."""
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await read_body(receive)
     content_type = dict(scope["headers"]).get(b"content-type", b"text/plain")
     await send({"type": "http.response.start", "status": 200, "headers": [
         (b"content-type", content_type), (b"x-auth-token", f"{SECRET}response".encode())]})
