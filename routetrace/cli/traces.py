@@ -62,8 +62,18 @@ def _find_trace(backend: Backend, text: str) -> Trace:
     return trace
 
 
-def _short_id(trace_id: str) -> str:
-    return trace_id[:11]
+def _short_ids(trace_ids: list[str]) -> list[str]:
+    """The shortest prefixes (11 characters at least) that tell the listed ids apart.
+
+    Trace ids begin with their start time, so traces of the same minute share their first
+    digits: a fixed cut would print the same prefix for all of them. ``traces show`` takes
+    any of these prefixes.
+    """
+    width = 11
+    longest = max(map(len, trace_ids), default=width)
+    while width < longest and len({t[:width] for t in trace_ids}) < len(set(trace_ids)):
+        width += 1
+    return [t[:width] for t in trace_ids]
 
 
 def cmd_traces_list(args: argparse.Namespace) -> int:
@@ -79,11 +89,12 @@ def cmd_traces_list(args: argparse.Namespace) -> int:
     if not traces:
         echo("No traces match." if (ids or args.filter) else f"No traces in {backend.uri}.")
         return 0
+    infos = [t.info for t in traces]
     rows = [
-        [_short_id(i.trace_id), format_time(i.request_time, short=terminal_width() < 120),
+        [short, format_time(i.request_time, short=terminal_width() < 120),
          safe(i.experiment_name or i.experiment_id), safe(i.name or "–"), str(i.state),
          format_duration_ms(i.execution_duration), safe((i.request_preview or "")[:2000])]
-        for i in (t.info for t in traces)
+        for short, i in zip(_short_ids([i.trace_id for i in infos]), infos, strict=True)
     ]
 
     def paint(col: int, cell: str, raw: str) -> str:

@@ -12,6 +12,7 @@ import pytest
 
 import routetrace
 from routetrace.core.destination import Experiment
+from routetrace.core.model import format_trace_id
 from tests.cli.conftest import one_line_error, run, trace_count
 from tests.conftest import traces_of
 from tests.viewer._data import make_trace
@@ -210,3 +211,25 @@ def test_delete_bad_age_is_a_usage_error(capsys, filled):
     assert code == 2
     assert "7d" in one_line_error(err)
 
+
+
+def test_traces_of_one_millisecond_list_with_ids_that_tell_them_apart(capsys, store, tracer,
+                                                                      monkeypatch):
+    """Trace ids begin with their start time: a fixed cut would print one prefix for all."""
+    start = time.time_ns()
+    ids = []
+    for n in range(6):
+        span = tracer.start_span(f"same ms {n}", parent=None, start_time_ns=start)
+        ids.append(format_trace_id(span.trace.trace_id))
+        span.end(end_time_ns=start + 1000)
+    routetrace.flush()
+    monkeypatch.setenv("COLUMNS", "120")
+    code, out, err = run(capsys, "traces", "list")
+    assert code == 0, err
+    shown = [line.split()[0] for line in out.splitlines()[1:]]
+    assert len(set(shown)) == 6
+    for short in shown:
+        full = next(t for t in ids if t.startswith(short))
+        code, out, err = run(capsys, "traces", "show", short)
+        assert code == 0, err
+        assert full in out
