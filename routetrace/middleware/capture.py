@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from routetrace.middleware.facts import fill
 from routetrace.middleware.guard import report
-from routetrace.middleware.redact import REDACTED, scrub_pairs
-from routetrace.routing.scrub import DEFAULT_POLICY, KeyPolicy
+from routetrace.middleware.redact import REDACTED
 
 if TYPE_CHECKING:
     from routetrace.core.span import LiveSpan
     from routetrace.routing.table import RouteTable, Rule
 
-__all__ = ["REDACTED", "Exchange", "parse_traceparent", "redact_query"]
+__all__ = ["REDACTED", "Exchange", "parse_traceparent"]
 
 _TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 
@@ -40,12 +39,6 @@ def parse_traceparent(value: bytes) -> tuple[int, int] | None:
     if not trace_id or not span_id:
         return None
     return trace_id, span_id
-
-
-def redact_query(query: str, keys: frozenset[str], policy: KeyPolicy = DEFAULT_POLICY) -> str:
-    """The query string with the values of sensitive keys replaced by ``REDACTED``: keys in
-    ``keys`` (lower-case) and keys ``policy`` denies."""
-    return scrub_pairs(query, policy, keys)
 
 
 class Exchange:
