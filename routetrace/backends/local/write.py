@@ -17,7 +17,7 @@ from functools import lru_cache
 from itertools import chain
 from typing import Any
 
-from routetrace.backends.base import TraceSelection
+from routetrace.backends.base import TraceSelection, records_of
 from routetrace.backends.local.read import CHUNK, load
 from routetrace.backends.local.schema import INSERT_TRACE, INSERT_TRACE_HEAD
 from routetrace.core.build import (
@@ -37,12 +37,11 @@ def store_records(conn: sqlite3.Connection, exp_id: int,
     """Store traces of one experiment, built by the export worker or read back (a spool, a
     push), in one transaction."""
     by_id: dict[str, TraceRecord] = {}
-    for item in records:
-        record = item if item.__class__ is TraceRecord else record_of(item)  # type: ignore[arg-type]
-        tid = record.trace_id  # type: ignore[union-attr]
+    for record in records_of(records):
+        tid = record.trace_id
         if tid in by_id:
-            record = record_of(_merge(to_trace(by_id[tid]), to_trace(record)))  # type: ignore[arg-type]
-        by_id[tid] = record  # type: ignore[assignment]
+            record = record_of(_merge(to_trace(by_id[tid]), to_trace(record)))
+        by_id[tid] = record
     rows = _rows(exp_id, by_id.values())
     conn.execute("BEGIN IMMEDIATE")
     try:
