@@ -102,6 +102,14 @@ def _events(span: LiveSpan) -> list[tuple[str, int, dict[str, Any]]] | None:
     ]
 
 
+def _preview(recorded: str | None, custom: str | None) -> str | None:
+    """A trace's request or response preview: the one the app set, else the root's JSON."""
+    text = recorded if custom is None else clean(custom)
+    if text is not None and len(text) > PREVIEW_MAX_CHARS:
+        text = serialize.truncate(text, PREVIEW_MAX_CHARS)
+    return text
+
+
 def record_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> TraceRecord:
     """The deferred captures and ``processors`` run on the live spans, then the record."""
     root = live.root
@@ -155,16 +163,8 @@ def record_trace(live: LiveTrace, processors: tuple[SpanProcessor, ...]) -> Trac
             f"{live.remote_parent_span_id:016x}"
         )
 
-    request_preview = root._inputs_json
-    if live.request_preview is not None:
-        request_preview = clean(live.request_preview)
-    if request_preview is not None and len(request_preview) > PREVIEW_MAX_CHARS:
-        request_preview = serialize.truncate(request_preview, PREVIEW_MAX_CHARS)
-    response_preview = root._outputs_json
-    if live.response_preview is not None:
-        response_preview = clean(live.response_preview)
-    if response_preview is not None and len(response_preview) > PREVIEW_MAX_CHARS:
-        response_preview = serialize.truncate(response_preview, PREVIEW_MAX_CHARS)
+    request_preview = _preview(root._inputs_json, live.request_preview)
+    response_preview = _preview(root._outputs_json, live.response_preview)
     tags = live.tags
     if not tags:
         tags = {}
