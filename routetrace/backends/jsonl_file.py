@@ -16,7 +16,6 @@ race-free. The file is append-only, so a replayed batch appears twice; readers d
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 from pathlib import Path
@@ -33,6 +32,7 @@ from routetrace.backends.base import (
 )
 from routetrace.core.build import TraceRecord
 from routetrace.core.model import Trace
+from routetrace.core.serialize import encoder
 
 if TYPE_CHECKING:
     from routetrace.core.settings import Settings
@@ -41,8 +41,8 @@ __all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_BYTES", "JsonlFileBackend"]
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 DEFAULT_KEEP = 5
-# One encoder for every line: json.dumps(**kw) builds a new one per call.
-_line = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+# One encoder for every line, built once.
+_line = encoder(separators=(",", ":"), default=str)
 
 
 def _import_aiofiles() -> Any:

@@ -32,11 +32,12 @@ _SUFFIX = "..."
 _STATUS_NAMES = {"OK": "STATUS_CODE_OK", "ERROR": "STATUS_CODE_ERROR"}
 
 
-# One encoder each, built once: ``json.dumps`` with options builds a new encoder per call, and
-# a trace of n spans makes a few n calls.
-# A value as MLflow stores it in a span attribute (``dump_span_attribute_value``).
-_attribute_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
-# A span or a trace info as MLflow measures it (``json.dumps`` with its defaults).
+# A value as MLflow stores it in a span attribute (``dump_span_attribute_value``): the encoding
+# the OTLP writer uses for it too.
+_attribute_json = enc.attribute_json
+# A span or a trace info as MLflow measures it (``json.dumps`` with its defaults, ASCII-only:
+# not what ``serialize.encoder`` makes). Built once: ``json.dumps`` with options builds a new
+# encoder per call, and a trace of n spans makes a few n calls.
 _measured_json = json.JSONEncoder(default=str).encode
 
 

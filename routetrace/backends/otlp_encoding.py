@@ -30,6 +30,7 @@ from json.encoder import encode_basestring
 from typing import Any, Literal
 
 from routetrace.core.build import NAME_TAG, SpanRecord, TraceRecord
+from routetrace.core.serialize import encoder
 
 __all__ = [
     "SPAN_INPUTS",
@@ -67,7 +68,7 @@ _STATUS_NAMES = {0: "UNSET", 1: "OK", 2: "ERROR"}
 _SPAN_KIND_INTERNAL = 1
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # A value as MLflow's exporter writes it into a span attribute (``json.dumps``, non-ASCII kept).
-attribute_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
+attribute_json = encoder(default=str)
 
 
 def trace_id_hex(trace_id: str) -> str:
