@@ -112,19 +112,12 @@ class LiveTrace:
         if self.finished:
             return
         span.end_time_ns = end_time_ns
-        if span is self.root:
-            # The root ending races the watchdog and the exit handler (``abort``): ``pop`` is
-            # atomic under the GIL, so exactly one of them claims the trace, without a lock.
-            # Done here rather than through ``_claim``: the request path ends a root per request.
-            try:
-                self._once.pop()
-            except IndexError:
-                return
-            self.finished = True
+        if span is self.root and self._claim():
             self.on_finish(self)
 
     def _claim(self) -> bool:
-        """True for exactly one caller, as in :meth:`end_span` (``abort``'s way in)."""
+        """True for exactly one caller: the root span ending, the watchdog and the exit handler
+        can race. ``pop`` is atomic under the GIL, so no lock is taken on the request path."""
         try:
             self._once.pop()
         except IndexError:
